@@ -1,0 +1,268 @@
+"""Measure PSNR and SSIM of bicubic and SESR upscaling on standard SR test sets.
+
+The protocol is the one in ``upscale.metrics``: modcrop, MATLAB bicubic LR in RGB rounded to
+uint8, BT.601 luma rounded to 0..255, ``scale`` pixels cut at each border. Each network runs on
+the whole LR luma image in one call, without tiling.
+
+Example, from the repository root::
+
+    python benchmarks/quality.py --scales 2 --markdown
+
+Results go to stdout and progress to stderr. Exit status: 0 on success, 1 when an image or
+weights file cannot be read, 2 for invalid options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import logging
+import platform
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models import (SCALES, CollapsedWeights, MissingWeightsError, UnknownModelError, WeightsFileError,
+                    load_model, load_weights, shipped_models)
+from models.data import DatasetError
+from models.zoo import weights_path
+from upscale.backends import Backend, BackendError, open_backend
+from upscale.metrics import FolderScore, SrMethod, bicubic_sr_luma, evaluate_folder, network_method
+
+logger = logging.getLogger("benchmarks.quality")
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATASETS = ("../shared/datasets/Set5", "../shared/datasets/Set14", "../shared/datasets/BSD100")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """An invalid combination of options."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One network under test: a label for the table, its weights and where they came from."""
+
+    label: str
+    weights: CollapsedWeights
+    path: Path
+
+
+@dataclass(frozen=True)
+class Row:
+    """Scores of one method at one scale, one ``FolderScore`` per dataset in option order."""
+
+    scale: int
+    method: str
+    scores: tuple[FolderScore, ...]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="folders of HR images; default: "
+                             f"{' '.join(DEFAULT_DATASETS)}, relative to the repository root")
+    parser.add_argument("--scales", nargs="+", type=int, choices=SCALES, default=list(SCALES), metavar="S",
+                        help="upscaling factors to score, 2 or 4 (default: 2 4)")
+    parser.add_argument("--models", nargs="*", default=None, metavar="VARIANT",
+                        help="shipped variants to score at every --scales value, for example "
+                             "sesr-m5; default: every shipped weights file; give the option with "
+                             "no names to score none")
+    parser.add_argument("--weights", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="extra collapsed-weights files, each scored at its own scale")
+    parser.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.ONNXRUNTIME.value,
+                        help="inference engine (default: onnxruntime)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads for the backend; 0 keeps the engine default")
+    parser.add_argument("--per-image", action="store_true", help="also list every image's scores")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    return parser.parse_args(argv)
+
+
+# Inputs.
+
+def _resolve_datasets(requested: list[Path] | None) -> list[Path]:
+    """Resolve dataset folders: defaults against the repository root, given paths against the cwd."""
+    folders = [REPOSITORY_ROOT / d for d in DEFAULT_DATASETS] if requested is None else requested
+    folders = [folder.resolve() for folder in folders]
+    missing = [str(folder) for folder in folders if not folder.is_dir()]
+    if missing:
+        raise UsageError(f"dataset folder not found: {', '.join(missing)}")
+    return folders
+
+
+def _collect_candidates(models: list[str] | None, weight_files: list[Path],
+                        scales: list[int]) -> list[Candidate]:
+    """Load the networks to score, shipped ones first, each only at a scale in ``scales``."""
+    candidates = []
+    if models is None:
+        for shipped in shipped_models():
+            if shipped.descriptor.scale in scales:
+                candidates.append(Candidate(shipped.descriptor.variant, load_weights(shipped.path),
+                                            shipped.path))
+    else:
+        for variant in models:
+            for scale in scales:
+                try:
+                    weights = load_model(variant, scale)
+                except (UnknownModelError, MissingWeightsError) as error:
+                    raise UsageError(str(error)) from None
+                candidates.append(Candidate(weights.descriptor.variant, weights,
+                                            weights_path(variant, scale)))
+
+    for path in weight_files:
+        weights = load_weights(path)
+        scale = weights.descriptor.scale
+        if scale not in scales:
+            raise UsageError(f"{path} contains ×{scale} weights but --scales is "
+                             f"{' '.join(map(str, scales))}; add {scale} to --scales")
+        candidates.append(Candidate(f"{weights.descriptor.variant} ({path.name})", weights, path.resolve()))
+    return candidates
+
+
+def _luma_method(weights: CollapsedWeights, backend: str, threads: int) -> SrMethod:
+    """Wrap ``weights`` as an ``SrMethod`` that runs the network once on the whole LR luma image."""
+    network = open_backend(weights, backend, threads)
+    return network_method(lambda luma: network(luma[None, None])[0, 0])
+
+
+# Measurement.
+
+def measure(datasets: list[Path], scales: list[int], candidates: list[Candidate],
+            backend: str, threads: int) -> list[Row]:
+    """Score bicubic and every candidate on every dataset, scale by scale."""
+    rows = []
+    for scale in sorted(set(scales)):
+        methods: list[tuple[str, SrMethod]] = [("bicubic", bicubic_sr_luma)]
+        for candidate in candidates:
+            if candidate.weights.descriptor.scale == scale:
+                methods.append((candidate.label, _luma_method(candidate.weights, backend, threads)))
+        for label, method in methods:
+            scores = []
+            for folder in datasets:
+                logger.info("scoring %s ×%d on %s", label, scale, folder.name)
+                scores.append(evaluate_folder(folder, method, scale))
+            rows.append(Row(scale, label, tuple(scores)))
+    return rows
+
+
+# Rendering.
+
+def _versions(backend: str) -> str:
+    parts = [f"sesr {importlib.metadata.version('sesr')}", f"Python {platform.python_version()}",
+             f"numpy {np.__version__}", f"OpenCV {cv2.__version__}"]
+    if backend == Backend.ONNXRUNTIME.value:
+        import onnxruntime
+
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
+    else:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    return ", ".join(parts)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def header_lines(args: argparse.Namespace, datasets: list[Path], candidates: list[Candidate]) -> list[str]:
+    """Describe how the numbers were made: command, versions, backend, protocol and inputs."""
+    lines = [
+        f"command: python {shlex.join(sys.argv)}",
+        f"working directory: {Path.cwd()}",
+        f"versions: {_versions(args.backend)}",
+        f"backend: {args.backend}, threads {args.threads or 'default'}, whole image (no tiling)",
+        "protocol: modcrop to a multiple of s; LR = MATLAB bicubic imresize(HR, 1/s) in RGB, "
+        "rounded to uint8; PSNR and SSIM (11×11 Gaussian, sigma 1.5, valid region) on BT.601 "
+        "luma rounded to 0..255, s pixels cut at each border",
+        f"datasets: {', '.join(str(folder) for folder in datasets)}",
+    ]
+    for candidate in candidates:
+        lines.append(f"weights: {candidate.label} ×{candidate.weights.descriptor.scale}: "
+                     f"{candidate.path} (sha256 {_sha256(candidate.path)[:16]})")
+    return lines
+
+
+def _cell(score: FolderScore) -> str:
+    return f"{score.psnr:.2f} / {score.ssim:.4f}"
+
+
+def render_markdown(header: list[str], datasets: list[Path], rows: list[Row], per_image: bool) -> str:
+    lines = ["## SR quality: PSNR (dB) / SSIM on luma", ""]
+    lines += [f"- {line}" for line in header]
+    lines += ["", "| scale | method | " + " | ".join(folder.name for folder in datasets) + " |",
+              "| --- | --- |" + " --- |" * len(datasets)]
+    for row in rows:
+        lines.append(f"| ×{row.scale} | {row.method} | " + " | ".join(_cell(s) for s in row.scores) + " |")
+
+    if per_image:
+        lines += ["", "| scale | method | dataset | image | PSNR (dB) | SSIM |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for row in rows:
+            for folder, score in zip(datasets, row.scores):
+                for image in score.images:
+                    lines.append(f"| ×{row.scale} | {row.method} | {folder.name} | {image.name} "
+                                 f"| {image.psnr:.2f} | {image.ssim:.4f} |")
+    return "\n".join(lines)
+
+
+def render_text(header: list[str], datasets: list[Path], rows: list[Row], per_image: bool) -> str:
+    lines = [f"# {line}" for line in header]
+    method_width = max(len("method"), *(len(row.method) for row in rows))
+    cell_width = max(len("00.00 / 0.0000"), *(len(folder.name) for folder in datasets))
+    lines.append(f"{'scale':<6}{'method':<{method_width + 2}}"
+                 + "".join(f"{folder.name:>{cell_width + 2}}" for folder in datasets))
+    for row in rows:
+        lines.append(f"{'×' + str(row.scale):<6}{row.method:<{method_width + 2}}"
+                     + "".join(f"{_cell(s):>{cell_width + 2}}" for s in row.scores))
+
+    if per_image:
+        for row in rows:
+            for folder, score in zip(datasets, row.scores):
+                for image in score.images:
+                    lines.append(f"×{row.scale} {row.method} {folder.name}/{image.name}: "
+                                 f"{image.psnr:.2f} dB, SSIM {image.ssim:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    # Check options and load every input before the first measurement.
+    try:
+        if args.threads < 0:
+            raise UsageError(f"--threads must be 0 or more, got {args.threads}")
+        datasets = _resolve_datasets(args.datasets)
+        candidates = _collect_candidates(args.models, args.weights, args.scales)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except WeightsFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+    # Measure, then render.
+    try:
+        rows = measure(datasets, args.scales, candidates, args.backend, args.threads)
+    except BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    header = header_lines(args, datasets, candidates)
+    render = render_markdown if args.markdown else render_text
+    print(render(header, datasets, rows, args.per_image))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""Command-line interface of sesr: ``sesr upscale``, ``sesr models``, ``sesr train``.
+
+Only this module decides exit codes and renders output: 0 when every input succeeded, 1 when
+any input failed, 2 for usage errors (typer's own code for bad options), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from upscale.backends import Backend
+from upscale.io import IMAGE_SUFFIXES, ImageFormat
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Upscale images with SESR networks and estimate their cost on NPUs.")
+stderr = Console(stderr=True)
+stdout = Console()
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@app.callback()
+def main() -> None:
+    """Upscale images with SESR networks and estimate their cost on NPUs."""
+
+
+def _setup_logging(quiet: bool, verbose: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=stderr, show_path=False)], force=True)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _parse_format(text: str) -> ImageFormat:
+    aliases = {"jpeg": "jpg", "tif": "tiff"}
+    try:
+        return ImageFormat(aliases.get(text.lower(), text.lower()))
+    except ValueError:
+        raise ValueError(f"unknown --format {text!r}: choose png, jpg, webp or tiff") from None
+
+
+class _Progress:
+    """One rich progress bar over files, with a second bar for the tiles of large images."""
+
+    def __init__(self, enabled: bool, total_files: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=stderr,
+                                 disable=not enabled, transient=False)
+        self.files = self.progress.add_task("files", total=total_files)
+        self.tiles = None
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_file(self, name: str) -> None:
+        self.progress.update(self.files, description=name[-40:])
+
+    def tile(self, done: int, total: int) -> None:
+        if total <= 1:
+            return
+        if self.tiles is None:
+            self.tiles = self.progress.add_task("  tiles", total=total)
+        self.progress.update(self.tiles, completed=done, total=total)
+
+    def end_file(self) -> None:
+        if self.tiles is not None:
+            self.progress.remove_task(self.tiles)
+            self.tiles = None
+        self.progress.advance(self.files)
+
+
+def _print_summary(result, quiet: bool) -> None:
+    skipped = []
+    if result.skipped_not_image:
+        skipped.append(f"{result.skipped_not_image} not images")
+    if result.skipped_hidden:
+        skipped.append(f"{result.skipped_hidden} hidden")
+    if result.skipped_existing:
+        skipped.append(f"{result.skipped_existing} already done")
+    line = f"{len(result.written)} written, {len(result.failed)} failed"
+    if skipped:
+        line += ", skipped: " + ", ".join(skipped)
+    if not quiet or result.failed:
+        stderr.print(line, highlight=False, soft_wrap=True)
+    for path, reason in result.failed:
+        stderr.print(f"[red]failed:[/red] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def upscale(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (for example of video frames) or glob patterns.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder, or output file for a single input file.", show_default=False)],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 2,
+    model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl (shipped weights).")] = "sesr-m5",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in input pixels; 0 = whole image; default tiles images over 4 megapixels.")] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
+    image_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff; default keeps the input's (bmp → png).")] = None,
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing output files and process only missing ones.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders; the output mirrors the folder tree.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for the backend; 0 = all cores.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
+) -> None:
+    """Upscale images ×2 or ×4 with an SESR network."""
+    _setup_logging(quiet)
+    from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
+    from upscale import BackendError, ExistingPolicy, Upscaler, plan_jobs, run_jobs
+
+    # Validate options before touching any file.
+    if overwrite and skip_existing:
+        raise _usage_error("--overwrite and --skip-existing exclude each other; pass one")
+    if scale not in (2, 4):
+        raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    if tile is not None and tile < 0:
+        raise _usage_error(f"--tile must be 0 or a positive number of pixels, got {tile}")
+    try:
+        variant_spec(model)
+        chosen_format = _parse_format(image_format) if image_format else None
+    except UnknownModelError as error:
+        raise _usage_error(str(error))
+    except ValueError as error:
+        raise _usage_error(str(error))
+    if chosen_format is not None and output.suffix.lower() in IMAGE_SUFFIXES and \
+            ImageFormat.from_suffix(output.suffix) is not chosen_format:
+        raise _usage_error(f"output {output} does not match --format {chosen_format.value}; "
+                           f"change the suffix or the format")
+    if output.exists() and not output.is_dir() and len(inputs) > 1:
+        raise _usage_error(f"{output} is a file; several inputs need an output folder")
+
+    try:
+        upscaler = Upscaler(model, scale, backend=backend, weights=weights, threads=threads)
+    except (MissingWeightsError, WeightsFileError, BackendError) as error:
+        raise _usage_error(str(error))
+    if weights is not None and upscaler.scale != scale:
+        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}")
+
+    policy = (ExistingPolicy.OVERWRITE if overwrite else
+              ExistingPolicy.SKIP if skip_existing else ExistingPolicy.FAIL)
+    plan = plan_jobs(inputs, output, recursive=recursive, image_format=chosen_format, existing=policy)
+    show_progress = not quiet and stderr.is_terminal
+
+    try:
+        with _Progress(show_progress, len(plan.jobs)) as progress:
+            def process(job) -> None:
+                progress.start_file(job.source.name)
+                upscaler.upscale_file(job.source, job.target, image_format=chosen_format, tile=tile,
+                                      quality=quality, on_tile=progress.tile)
+
+            result = run_jobs(plan, process, on_done=lambda job, error: progress.end_file())
+    except KeyboardInterrupt:
+        stderr.print("interrupted; finished files are complete and no partial file was left. "
+                     "Rerun with --skip-existing to continue.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+    _print_summary(result, quiet)
+    if not plan.jobs and not plan.failed and not (plan.skipped_existing):
+        stderr.print("[red]error:[/red] no image files found in the inputs", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@app.command("models")
+def list_models(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the shipped weights with parameters, MACs per pixel and measured PSNR."""
+    import json
+
+    from rich.table import Table
+
+    from models import shipped_models
+
+    rows = []
+    for shipped in shipped_models():
+        d, record = shipped.descriptor, shipped.training
+        rows.append({
+            "model": d.variant, "scale": d.scale, "channels": d.channels, "blocks": d.blocks,
+            "parameters": d.parameters, "macs_per_pixel": d.macs_per_pixel,
+            "gmacs_1080p_input": round(d.macs(1920, 1080) / 1e9, 2),
+            "set5_psnr": record.get("set5_psnr"), "validation_psnr": record.get("validation_psnr"),
+            "steps": record.get("steps"), "file": shipped.path.name,
+        })
+    if json_output:
+        stdout.print_json(json.dumps(rows))
+        return
+    table = Table(title="Shipped SESR weights")
+    for header in ("model", "scale", "parameters", "MACs / LR pixel", "GMACs 1080p in",
+                   "Set5 PSNR (dB)", "validation PSNR (dB)", "training steps"):
+        table.add_column(header, justify="right" if header != "model" else "left")
+    for row in rows:
+        table.add_row(row["model"], f"×{row['scale']}", f"{row['parameters']:,}", f"{row['macs_per_pixel']:,}",
+                      f"{row['gmacs_1080p_input']:.2f}",
+                      f"{row['set5_psnr']:.2f}" if row["set5_psnr"] is not None else "—",
+                      f"{row['validation_psnr']:.2f}" if row["validation_psnr"] is not None else "—",
+                      f"{row['steps']:,}" if row["steps"] else "—")
+    stdout.print(table)
+
+
+@app.command("eval")
+def evaluate(
+    datasets: Annotated[list[Path], typer.Argument(help="Folders of HR images (for example Set5, Set14, BSD100).", show_default=False, metavar="DATASET_DIR")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Variant whose shipped weights are measured.")] = "sesr-m5",
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 2,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to measure instead of the shipped ones.")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Add a baseline row: bicubic (MATLAB-style).")] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+) -> None:
+    """Measure PSNR and SSIM on luma with the standard SR protocol.
+
+    HR images are modcropped to the scale, shrunk with MATLAB-style antialiased bicubic
+    resizing, upscaled, and compared on BT.601 luma with `scale` pixels cut at each border.
+    """
+    import json
+
+    from rich.table import Table
+
+    from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
+    from models.data import DatasetError
+    from upscale import BackendError, Upscaler
+    from upscale.metrics import bicubic_sr_luma, evaluate_folder, network_method
+
+    _setup_logging(quiet=True)
+    if scale not in (2, 4):
+        raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    if baseline not in (None, "bicubic"):
+        raise _usage_error(f"unknown --baseline {baseline!r}: the only baseline is bicubic")
+    try:
+        variant_spec(model)
+        upscaler = Upscaler(model, scale, backend=backend, weights=weights)
+    except (UnknownModelError, MissingWeightsError, WeightsFileError, BackendError) as error:
+        raise _usage_error(str(error))
+    if upscaler.scale != scale:
+        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}")
+
+    def upscale_luma(luma):
+        return upscaler.network(luma[None, None])[0, 0]
+
+    name = weights.name if weights is not None else f"{upscaler.descriptor.variant}"
+    methods = [(name, network_method(upscale_luma))]
+    if baseline == "bicubic":
+        methods.insert(0, ("bicubic", bicubic_sr_luma))
+
+    results = []
+    try:
+        for folder in datasets:
+            for method_name, method in methods:
+                score = evaluate_folder(folder, method, scale)
+                results.append({"dataset": folder.name, "method": method_name, "scale": scale,
+                                 "psnr": score.psnr, "ssim": score.ssim,
+                                 "images": [{"name": i.name, "psnr": i.psnr, "ssim": i.ssim} for i in score.images]})
+    except (DatasetError, ValueError) as error:
+        raise _usage_error(str(error))
+
+    if json_output:
+        stdout.print_json(json.dumps({"model": upscaler.descriptor.variant, "scale": scale, "results": results}))
+        return
+    for result in results:
+        table = Table(title=f"{result['dataset']} ×{scale}: {result['method']}")
+        table.add_column("image")
+        table.add_column("PSNR (dB)", justify="right")
+        table.add_column("SSIM", justify="right")
+        for image in result["images"]:
+            table.add_row(image["name"], f"{image['psnr']:.2f}", f"{image['ssim']:.4f}")
+        table.add_row("[bold]mean[/bold]", f"[bold]{result['psnr']:.2f}[/bold]", f"[bold]{result['ssim']:.4f}[/bold]")
+        stdout.print(table)
+
+
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Argument(help="Folders of HR training images (for example T91 and BSD200).")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder for checkpoints, log and weights; an existing run resumes.")],
+    model: Annotated[str, typer.Option("--model", help="Variant: sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl.")] = "sesr-m5",
+    scale: Annotated[int, typer.Option("--scale", help="Upscaling factor, 2 or 4.")] = 2,
+    steps: Annotated[int, typer.Option(help="Optimizer steps in total.")] = 20000,
+    batch: Annotated[int, typer.Option(help="Patches per step.")] = 32,
+    patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 64,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate (cosine decay).")] = 5e-4,
+    expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p; default 256 for m ≤ 7, 64 for M11 and XL.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from (all but the last block).")] = None,
+    validate_every: Annotated[int, typer.Option(help="Steps between validation PSNR measurements.")] = 500,
+    threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed for initialisation and patches.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print warnings and errors only.")] = False,
+) -> None:
+    """Train an SESR network on a folder of HR images and write collapsed weights."""
+    _setup_logging(quiet)
+    try:
+        from models.training import TrainConfig
+        from models.training import train as run_training
+    except ImportError as error:
+        raise _usage_error(f"training needs PyTorch ({error}); install it with: pip install 'sesr[train]'")
+    from models.descriptor import UnknownModelError, variant_spec
+
+    try:
+        variant_spec(model)
+        config = TrainConfig(
+            variant=model, scale=scale, data=tuple(data), run_dir=run_dir, steps=steps, batch=batch,
+            patch=patch, learning_rate=learning_rate, expansion=expansion, init_from=init_from,
+            validate_every=validate_every, threads=threads, seed=seed,
+            command="sesr " + shlex.join(sys.argv[1:]),
+        )
+    except (UnknownModelError, ValueError) as error:
+        raise _usage_error(str(error))
+
+    from models.data import DatasetError
+    try:
+        result = run_training(config)
+    except DatasetError as error:
+        raise _usage_error(str(error))
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted; rerun the same command to resume from {run_dir / 'checkpoint.pt'}",
+                     markup=False, highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    stdout.print(f"wrote {result.weights_path} (validation PSNR {result.validation_psnr:.3f} dB "
+                 f"after {result.steps} steps)")
+
+
+if __name__ == "__main__":
+    app()

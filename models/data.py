@@ -1,0 +1,116 @@
+"""Training pairs for SESR: luma of HR images and their MATLAB-bicubic LR versions.
+
+Every HR image is modcropped to a multiple of the scale, shrunk with MATLAB-style antialiased
+bicubic resizing in RGB and rounded to 8 bits (the standard benchmark protocol), and both
+images are converted to BT.601 luma / 255. Patches are then cut at matching positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from upscale.color import rgb_to_y
+from upscale.imresize import imresize
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class DatasetError(ValueError):
+    """A training or evaluation folder that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One HR image and its LR version, as luma / 255 in float32."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+def list_images(folders: list[Path]) -> list[Path]:
+    """Image files directly inside ``folders``, sorted by folder then name."""
+    files: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: not a folder of images")
+        found = sorted(p for p in folder.iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not found:
+            raise DatasetError(f"{folder}: contains no image files")
+        files.extend(found)
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an 8-bit image as H×W×3 RGB uint8; gray images are replicated to three channels."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: cannot be decoded as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom and right edges so both sides divide by ``scale``."""
+    height, width = image.shape[:2]
+    return image[: height - height % scale, : width - width % scale]
+
+
+def bicubic_lr(hr_rgb: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-style bicubic LR image of an RGB uint8 HR image, rounded to uint8."""
+    lr = imresize(hr_rgb.astype(np.float64), 1.0 / scale)
+    return np.clip(np.round(lr), 0, 255).astype(np.uint8)
+
+
+def make_pair(path: Path, scale: int) -> ImagePair:
+    """Load one HR image and build its luma pair for ``scale``."""
+    hr_rgb = modcrop(read_rgb(path), scale)
+    lr_rgb = bicubic_lr(hr_rgb, scale)
+    hr = rgb_to_y(hr_rgb / 255.0).astype(np.float32)
+    lr = rgb_to_y(lr_rgb / 255.0).astype(np.float32)
+    return ImagePair(path.name, hr, lr)
+
+
+class PatchSampler:
+    """Random LR/HR patch batches with random flips and 90° rotations."""
+
+    def __init__(self, pairs: list[ImagePair], scale: int, patch: int, seed: int) -> None:
+        usable = [p for p in pairs if min(p.lr.shape) >= patch]
+        if not usable:
+            raise DatasetError(f"no training image is at least {patch} LR pixels on each side")
+        if len(usable) < len(pairs):
+            logger.info("skipping %d images smaller than %d LR pixels", len(pairs) - len(usable), patch)
+        self.pairs = usable
+        self.scale = scale
+        self.patch = patch
+        self.rng = np.random.default_rng(seed)
+        # Sample images in proportion to their area so every pixel is equally likely.
+        areas = np.array([p.lr.size for p in usable], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return LR (N×1×P×P) and HR (N×1×sP×sP) float32 arrays."""
+        p, s = self.patch, self.scale
+        lr_batch = np.empty((size, 1, p, p), dtype=np.float32)
+        hr_batch = np.empty((size, 1, p * s, p * s), dtype=np.float32)
+        choices = self.rng.choice(len(self.pairs), size=size, p=self.weights)
+        for i, index in enumerate(choices):
+            pair = self.pairs[index]
+            top = int(self.rng.integers(0, pair.lr.shape[0] - p + 1))
+            left = int(self.rng.integers(0, pair.lr.shape[1] - p + 1))
+            lr = pair.lr[top: top + p, left: left + p]
+            hr = pair.hr[top * s: (top + p) * s, left * s: (left + p) * s]
+            turns, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+            lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
+            if flip:
+                lr, hr = lr[::-1], hr[::-1]
+            lr_batch[i, 0] = lr
+            hr_batch[i, 0] = hr
+        return lr_batch, hr_batch

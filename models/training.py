@@ -1,0 +1,239 @@
+"""Training loop for SESR: L1 on luma, Adam, random patches, checkpoints and resume.
+
+A run lives in one folder: ``checkpoint.pt`` (expanded weights, optimizer, sampler and step,
+rewritten atomically), ``log.jsonl`` (one JSON object per logged step or validation) and, at
+the end, ``<variant>-x<scale>.safetensors`` with the collapsed weights and their training record.
+Starting again with the same folder resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import ImagePair, PatchSampler, list_images, make_pair
+from .descriptor import ModelDescriptor
+from .network import SESR, collapse
+from .weights import CollapsedWeights, save_weights
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "train", "psnr_y"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run."""
+
+    variant: str
+    scale: int
+    data: tuple[Path, ...]
+    """Folders of HR training images."""
+    run_dir: Path
+    steps: int = 20000
+    batch: int = 32
+    patch: int = 64
+    """LR patch side in pixels; HR patches are ``patch·scale``."""
+    learning_rate: float = 5e-4
+    final_learning_rate: float = 1e-5
+    """Cosine decay from ``learning_rate`` to this value over ``steps``."""
+    expansion: int | None = None
+    """Linear-block width p; None takes the variant's default."""
+    holdout_every: int = 20
+    """Every n-th training image (sorted by name) is held out for validation."""
+    validate_every: int = 500
+    checkpoint_every: int = 250
+    threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default."""
+    seed: int = 0
+    init_from: Path | None = None
+    """Checkpoint of another run whose weights start this one (all but the last block)."""
+    command: str = ""
+    """Command line recorded in the weights file."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.patch < 8:
+            raise ValueError("steps and batch must be positive and patch at least 8")
+        if self.holdout_every < 2:
+            raise ValueError("holdout_every must be at least 2")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of a finished run."""
+
+    weights: CollapsedWeights
+    weights_path: Path
+    validation_psnr: float
+    steps: int
+
+
+def psnr_y(prediction: np.ndarray, target: np.ndarray, border: int) -> float:
+    """PSNR in dB of luma in [0, 1] after cropping ``border`` pixels from each side."""
+    if border:
+        prediction = prediction[border:-border, border:-border]
+        target = target[border:-border, border:-border]
+    mse = float(np.mean((prediction.astype(np.float64) - target.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _split(files: list[Path], every: int) -> tuple[list[Path], list[Path]]:
+    held = [f for i, f in enumerate(files) if i % every == every // 2]
+    kept = [f for i, f in enumerate(files) if i % every != every // 2]
+    return kept, held
+
+
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    progress = min(step / config.steps, 1.0)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.final_learning_rate + (config.learning_rate - config.final_learning_rate) * cosine
+
+
+def _validate(model: SESR, pairs: list[ImagePair], scale: int) -> float:
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for pair in pairs:
+            lr = torch.from_numpy(pair.lr)[None, None]
+            sr = model(lr).clamp(0.0, 1.0)[0, 0].numpy()
+            scores.append(psnr_y(np.round(sr * 255.0) / 255.0, np.round(pair.hr * 255.0) / 255.0, scale))
+    model.train()
+    return float(np.mean(scores))
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def _load_init(model: SESR, path: Path) -> None:
+    """Copy every tensor of another run's checkpoint except the last block, whose shape differs."""
+    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    copied = {k: v for k, v in state.items() if not k.startswith("tail.") and k in own
+              and own[k].shape == v.shape}
+    model.load_state_dict(copied, strict=False)
+    logger.info("initialised %d tensors from %s", len(copied), path)
+
+
+def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+    """Train (or resume) one run and write its collapsed weights.
+
+    ``progress(step, total, record)`` is called after every logged step.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    log_path = run_dir / "log.jsonl"
+
+    # Data: hold out a fixed part of the training images for validation.
+    files = list_images(list(config.data))
+    train_files, held_files = _split(files, config.holdout_every)
+    logger.info("loading %d training and %d validation images", len(train_files), len(held_files))
+    train_pairs = [make_pair(f, config.scale) for f in train_files]
+    held_pairs = [make_pair(f, config.scale) for f in held_files]
+    sampler = PatchSampler(train_pairs, config.scale, config.patch, config.seed)
+
+    # Model and optimizer, restored from the checkpoint when one exists.
+    descriptor = ModelDescriptor.for_variant(config.variant, config.scale,
+                                             expansion=config.expansion, collapsed=False)
+    model = SESR(descriptor).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    step, elapsed, history = 0, 0.0, []
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed, history = state["step"], state["elapsed_s"], state["validation"]
+        logger.info("resuming %s at step %d", run_dir, step)
+    elif config.init_from is not None:
+        _load_init(model, Path(config.init_from))
+
+    def checkpoint() -> None:
+        _save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "step": step, "elapsed_s": elapsed, "validation": history,
+            "config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
+        })
+
+    # Training loop.
+    model.train()
+    running, count, started = 0.0, 0, time.monotonic() - elapsed
+    with log_path.open("a", encoding="utf-8") as log:
+        while step < config.steps:
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step)
+            lr_np, hr_np = sampler.batch(config.batch)
+            lr = torch.from_numpy(lr_np).to(memory_format=torch.channels_last)
+            hr = torch.from_numpy(hr_np).to(memory_format=torch.channels_last)
+            loss = F.l1_loss(model(lr), hr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            running += loss.item()
+            count += 1
+            elapsed = time.monotonic() - started
+
+            record: dict = {}
+            if step % 50 == 0 or step == config.steps:
+                record = {"step": step, "loss": running / count, "lr": _learning_rate(config, step),
+                          "elapsed_s": round(elapsed, 1), "steps_per_s": round(step / max(elapsed, 1e-9), 3)}
+                running, count = 0.0, 0
+            if step % config.validate_every == 0 or step == config.steps:
+                score = _validate(model, held_pairs, config.scale)
+                history.append({"step": step, "psnr": round(score, 3)})
+                record = {**record, "step": step, "validation_psnr": round(score, 3)}
+                logger.info("step %d validation PSNR %.3f dB", step, score)
+            if record:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if progress is not None:
+                    progress(step, config.steps, record)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint()
+
+    # Collapse and export with the training record.
+    final_psnr = history[-1]["psnr"] if history else _validate(model, held_pairs, config.scale)
+    best = max(history, key=lambda h: h["psnr"]) if history else {"step": step, "psnr": final_psnr}
+    record = {
+        "command": config.command,
+        "data": [str(Path(d).name) for d in config.data],
+        "train_images": len(train_files),
+        "validation_images": [f.name for f in held_files],
+        "steps": step,
+        "batch": config.batch,
+        "lr_patch": config.patch,
+        "expansion": descriptor.expansion,
+        "optimizer": f"Adam, cosine learning rate {config.learning_rate:g} -> {config.final_learning_rate:g}",
+        "loss": "L1 on BT.601 luma / 255",
+        "lr_images": "MATLAB-style antialiased bicubic, RGB rounded to uint8",
+        "init_from": str(config.init_from) if config.init_from else None,
+        "wall_time_s": round(elapsed, 1),
+        "validation_psnr": final_psnr,
+        "validation_best": best,
+        "validation_curve": history[:: max(1, len(history) // 20)] + history[-1:],
+        "torch": torch.__version__,
+    }
+    weights = collapse(model, training=record)
+    weights_path = run_dir / f"{descriptor.variant}-x{descriptor.scale}.safetensors"
+    save_weights(weights, weights_path)
+    return TrainResult(weights, weights_path, final_psnr, step)

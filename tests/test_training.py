@@ -1,0 +1,88 @@
+"""Training loop: data pairs, checkpoints, resume after an interruption, exported weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+from models import load_weights  # noqa: E402
+from models.data import PatchSampler, make_pair  # noqa: E402
+from models.training import TrainConfig, train  # noqa: E402
+
+
+def _image_folder(root: Path, count: int = 6) -> Path:
+    folder = root / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        # Smooth shapes plus a little noise, odd sizes so modcrop has work to do.
+        y, x = np.mgrid[0:61 + i, 0:57 + 2 * i]
+        base = 127 + 100 * np.sin(x / (4 + i)) * np.cos(y / 7)
+        image = np.dstack([base, base[::-1], base[:, ::-1]]) + rng.normal(0, 4, (*base.shape, 3))
+        cv2.imwrite(str(folder / f"img{i}.png"), np.clip(image, 0, 255).astype(np.uint8))
+    return folder
+
+
+def _config(tmp_path: Path, folder: Path, steps: int) -> TrainConfig:
+    return TrainConfig(variant="sesr-m3", scale=2, data=(folder,), run_dir=tmp_path / "run",
+                       steps=steps, batch=4, patch=16, expansion=8, holdout_every=3,
+                       validate_every=10, checkpoint_every=10, threads=1)
+
+
+def test_pair_shapes_follow_modcrop(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, count=2)
+    pair = make_pair(folder / "img1.png", 2)          # 62×59 HR → modcrop 62×58 → LR 31×29
+    assert pair.hr.shape == (62, 58), f"HR {pair.hr.shape}"
+    assert pair.lr.shape == (31, 29), f"LR {pair.lr.shape}"
+    assert pair.hr.min() >= 16 / 255 - 1e-6, f"luma minimum {pair.hr.min() * 255:.2f}/255 below 16/255"
+    assert pair.hr.max() <= 235 / 255 + 1e-6, f"luma maximum {pair.hr.max() * 255:.2f}/255 above 235/255"
+
+
+def test_patches_stay_aligned(tmp_path: Path) -> None:
+    # With a constant-gradient image, every HR patch averaged over s×s blocks must track its LR patch.
+    folder = _image_folder(tmp_path, count=3)
+    pairs = [make_pair(p, 2) for p in sorted(folder.iterdir())]
+    lr, hr = PatchSampler(pairs, 2, 12, seed=1).batch(8)
+    pooled = hr.reshape(8, 1, 12, 2, 12, 2).mean(axis=(3, 5))
+    error = np.abs(pooled - lr)[:, :, 2:-2, 2:-2].mean()
+    assert lr.shape == (8, 1, 12, 12), f"LR batch {lr.shape}"
+    assert hr.shape == (8, 1, 24, 24), f"HR batch {hr.shape}"
+    assert error < 0.02, f"mean |pool(HR) − LR| {error:.4f}: patches misaligned"
+
+
+def test_train_resume_and_export(tmp_path: Path) -> None:
+    import torch
+
+    folder = _image_folder(tmp_path)
+    run = tmp_path / "run"
+
+    # Interrupt at the step-20 report, before that step's checkpoint: step 10's remains.
+    def interrupt(step: int, total: int, record: dict) -> None:
+        if step >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, folder, steps=30), progress=interrupt)
+    saved_step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert saved_step == 10, f"checkpoint at step {saved_step}"
+    assert not list(run.glob("*.safetensors")), "weights exported by an interrupted run"
+
+    # The same command resumes from step 10 instead of starting again.
+    result = train(_config(tmp_path, folder, steps=30))
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps_logged = [r["step"] for r in records if "validation_psnr" in r]
+    assert steps_logged == [10, 20, 20, 30], f"validation steps {steps_logged}"
+    assert result.steps == 30, f"{result.steps} steps"
+    saved_step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert saved_step == 30, f"final checkpoint at step {saved_step}"
+
+    weights = load_weights(result.weights_path)
+    assert weights.descriptor.variant == "sesr-m3", weights.descriptor
+    assert weights.training["steps"] == 30, weights.training
+    assert weights.training["validation_images"] == ["img1.png", "img4.png"], weights.training["validation_images"]
+    assert np.isfinite(weights.training["validation_psnr"]), weights.training["validation_psnr"]

@@ -1,0 +1,67 @@
+"""The small public face of the inference pipeline: ``Upscaler``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.descriptor import ModelDescriptor
+from models.weights import CollapsedWeights, load_weights
+from models.zoo import load_model
+
+from .backends import Backend, LumaNetwork, open_backend
+from .io import ImageFormat, read_image, write_image
+from .pipeline import upscale_array
+
+__all__ = ["Upscaler"]
+
+
+class Upscaler:
+    """An SESR network ready for inference.
+
+    >>> up = Upscaler("sesr-m5", scale=2)              # shipped weights, onnxruntime
+    >>> big = up.upscale_array(rgb)                     # H×W×3 uint8 → 2H×2W×3 uint8
+    >>> up.upscale_file("photo.jpg", "photo_x2.png")
+    """
+
+    def __init__(self, model: str = "sesr-m5", scale: int = 2, *,
+                 backend: Backend | str = Backend.ONNXRUNTIME, weights: Path | str | None = None,
+                 threads: int = 0) -> None:
+        loaded: CollapsedWeights = load_weights(weights) if weights is not None else load_model(model, scale)
+        self.weights = loaded
+        self.backend = Backend(backend)
+        self.network: LumaNetwork = open_backend(loaded, self.backend, threads)
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return self.weights.descriptor
+
+    @property
+    def scale(self) -> int:
+        return self.descriptor.scale
+
+    def upscale_array(self, pixels: np.ndarray, tile: int | None = None,
+                      on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Upscale H×W, H×W×2, H×W×3 (RGB) or H×W×4 (RGBA) uint8/uint16/float32 pixels.
+
+        Returns the same layout and dtype at (H·s, W·s); see ``upscale.pipeline``.
+        """
+        return upscale_array(pixels, self.network, tile=tile, on_tile=on_tile)
+
+    def upscale_file(self, source: Path | str, target: Path | str, *,
+                     image_format: ImageFormat | str | None = None, tile: int | None = None,
+                     quality: int = 95, on_tile: Callable[[int, int], None] | None = None) -> None:
+        """Read ``source``, upscale it and write ``target`` atomically with ICC profile and EXIF.
+
+        The format follows ``image_format`` or else the suffix of ``target``. This method does
+        not check for existing files; ``upscale.batch`` applies the overwrite rules.
+        """
+        target = Path(target)
+        fmt = ImageFormat(image_format) if image_format else ImageFormat.from_suffix(target.suffix)
+        if fmt is None:
+            raise ValueError(f"{target}: unknown output suffix; use .png, .jpg, .webp or .tif")
+        image = read_image(source)
+        pixels = self.upscale_array(image.pixels, tile=tile, on_tile=on_tile)
+        write_image(target, pixels, fmt, icc_profile=image.icc_profile, exif=image.exif, quality=quality)

@@ -1,0 +1,171 @@
+"""Upscale pixel arrays: luma through the network, chroma and alpha with bicubic, in tiles.
+
+Contract: ``upscale_array`` takes H×W (gray), H×W×2 (gray + alpha), H×W×3 (RGB) or H×W×4
+(RGBA) arrays of uint8, uint16 or float32 in [0, 1], and returns the same layout and dtype at
+(H·s, W·s). Color images are converted to BT.601 YCbCr; the network sees Y / 255, Cb and Cr
+(and alpha) are upscaled with OpenCV's bicubic filter, and the result goes back through the
+exact inverse matrix. Gray images use the same luma mapping with R = G = B.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .backends import LumaNetwork
+from .color import gray_to_y, rgb_to_ycbcr, y_to_gray, ycbcr_to_rgb
+
+__all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "AUTO_TILE_PIXELS", "AUTO_TILE"]
+
+# Images with more LR pixels than this are tiled when no tile size is given, so the network
+# never holds more than about AUTO_TILE² pixels of feature maps (16 float32 channels each).
+AUTO_TILE_PIXELS = 2048 * 2048
+AUTO_TILE = 1024
+
+# OpenCV's bicubic filter reads 2 source pixels on each side of an output pixel.
+BICUBIC_RADIUS = 2
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile in LR pixels: the core it produces and the region (core plus halo) it reads."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    read_top: int
+    read_left: int
+    read_bottom: int
+    read_right: int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles covering an image, with a halo so tiled output equals whole-image output."""
+
+    height: int
+    width: int
+    tile: int
+    """Core side in LR pixels; 0 means one tile for the whole image."""
+    halo: int
+    """LR pixels read beyond each core edge, at least the network's receptive-field radius."""
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image must be at least 1×1, got {self.width}×{self.height}")
+        if self.tile < 0 or self.halo < 0:
+            raise ValueError("tile and halo must not be negative")
+
+    @property
+    def count(self) -> int:
+        if not self.tile:
+            return 1
+        return math.ceil(self.height / self.tile) * math.ceil(self.width / self.tile)
+
+    def __iter__(self) -> Iterator[Tile]:
+        step_y = self.tile or self.height
+        step_x = self.tile or self.width
+        for top in range(0, self.height, step_y):
+            for left in range(0, self.width, step_x):
+                bottom, right = min(top + step_y, self.height), min(left + step_x, self.width)
+                yield Tile(top, left, bottom, right,
+                           max(top - self.halo, 0), max(left - self.halo, 0),
+                           min(bottom + self.halo, self.height), min(right + self.halo, self.width))
+
+
+def plan_tiles(height: int, width: int, tile: int | None, receptive_radius: int) -> TilePlan:
+    """Choose tiles: ``tile`` = None tiles only large images, 0 never tiles."""
+    if tile is None:
+        tile = AUTO_TILE if height * width > AUTO_TILE_PIXELS else 0
+    if tile and tile >= max(height, width):
+        tile = 0
+    return TilePlan(height, width, tile, max(receptive_radius, BICUBIC_RADIUS))
+
+
+def _max_value(dtype: np.dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype == np.float32:
+        return 1.0
+    raise TypeError(f"pixels must be uint8, uint16 or float32, got {dtype}")
+
+
+def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
+    height, width = plane.shape
+    return cv2.resize(plane, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
+
+
+def _upscale_region(region: np.ndarray, network: LumaNetwork) -> np.ndarray:
+    """Upscale one float32 region in [0, 1]; returns float32, not clipped."""
+    s = network.scale
+    channels = 1 if region.ndim == 2 else region.shape[2]
+    color = channels in (3, 4)
+    base = region if channels == 1 else (region[..., :3] if color else region[..., 0])
+
+    if color:
+        ycbcr = rgb_to_ycbcr(base)
+        luma = ycbcr[..., 0]
+    else:
+        luma = gray_to_y(base)
+    upscaled_luma = network(luma[None, None])[0, 0]
+
+    if color:
+        chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), s) for c in (1, 2)]
+        result = ycbcr_to_rgb(np.dstack([upscaled_luma, *chroma]))
+    else:
+        result = y_to_gray(upscaled_luma)
+    if channels in (2, 4):
+        alpha = _bicubic(np.ascontiguousarray(region[..., -1]), s)
+        result = np.dstack([result if color else result[..., None], alpha])
+    return result
+
+
+def _quantize(values: np.ndarray, max_value: float, dtype: np.dtype) -> np.ndarray:
+    """Clip float values to [0, 1] and round them to ``dtype``; works in place on ``values``."""
+    if max_value == 1.0:
+        return np.clip(values, 0.0, 1.0, out=values)
+    np.multiply(values, np.float32(max_value), out=values)
+    np.rint(values, out=values)
+    np.clip(values, 0.0, max_value, out=values)
+    return values.astype(dtype)
+
+
+def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = None,
+                  on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Upscale an image array by ``network.scale`` (see the module docstring for the contract).
+
+    ``tile`` is the tile core side in LR pixels (None: automatic, 0: whole image). Each tile
+    reads a halo of the receptive-field radius, so the result does not depend on the tiling.
+    ``on_tile(done, total)`` reports progress after each tile.
+    """
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"expected H×W or H×W×{{1,2,3,4}} pixels, got shape {pixels.shape}")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        return upscale_array(pixels[..., 0], network, tile, on_tile)[..., None]
+    max_value = _max_value(pixels.dtype)
+    s = network.scale
+    height, width = pixels.shape[:2]
+    output = np.empty((height * s, width * s) + pixels.shape[2:], dtype=pixels.dtype)
+    plan = plan_tiles(height, width, tile, network.receptive_radius)
+
+    for index, t in enumerate(plan, start=1):
+        # Convert only the region this tile reads, so peak float memory follows the tile size.
+        region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
+        if max_value != 1.0:
+            region /= np.float32(max_value)
+        result = _upscale_region(region, network)
+
+        # Cut the core out of the upscaled region and quantize it into the output.
+        y0, x0 = (t.top - t.read_top) * s, (t.left - t.read_left) * s
+        core = result[y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
+        output[t.top * s:t.bottom * s, t.left * s:t.right * s] = _quantize(core, max_value, pixels.dtype)
+        if on_tile is not None:
+            on_tile(index, plan.count)
+    return output
