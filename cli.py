@@ -1,7 +1,8 @@
-"""Command-line interface of sesr: ``sesr upscale``, ``sesr models``, ``sesr train``.
+"""Command-line interface of sesr: ``upscale``, ``models``, ``eval``, ``train`` and ``estimate``.
 
-Only this module decides exit codes and renders output: 0 when every input succeeded, 1 when
-any input failed, 2 for usage errors (typer's own code for bad options), 130 on Ctrl-C.
+Only this module decides exit codes and renders output. ``upscale`` exits with 0 when every input
+succeeded, 1 when any input failed, 2 for usage errors (typer's own code for bad options) and
+130 on Ctrl-C. ``estimate`` documents its codes in its help.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def main() -> None:
 
 
 def _setup_logging(quiet: bool, verbose: bool = False) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose:
+        level = logging.DEBUG
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=stderr, show_path=False)], force=True)
 
@@ -337,6 +342,154 @@ def train(
         raise typer.Exit(EXIT_INTERRUPTED)
     stdout.print(f"wrote {result.weights_path} (validation PSNR {result.validation_psnr:.3f} dB "
                  f"after {result.steps} steps)")
+
+
+@app.command()
+def estimate(
+    model: Annotated[list[str], typer.Option("--model", "-m", metavar="NAME|FILE.onnx", help="Network: sesr-m3, sesr-m5, sesr-m7, sesr-m11, sesr-xl, fsrcnn, fsrcnn-small, espcn, vdsr, edsr-baseline, or an .onnx file. Repeat to compare.")] = ["sesr-m5"],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor of built-in networks: 2 or 4.")] = 2,
+    input_size: Annotated[list[str], typer.Option("--input-size", metavar="WxH", help="Low-resolution input as WIDTHxHEIGHT pixels, or 360p, 540p, 720p, 1080p, 4k. Repeat to compare.")] = ["1080p"],
+    npu: Annotated[list[str], typer.Option("--npu", metavar="NAME", help="NPU profile, for example ethos-u55-256, ethos-u65-256, ethos-u85-512, ethos-n78-2048. Repeat to compare.")] = ["ethos-u65-256"],
+    precision: Annotated[str, typer.Option("--precision", help="int8, int16 (16-bit activations, 8-bit weights) or fp16 (needs a --profile whose accelerator lists fp16 rates).")] = "int8",
+    system_config: Annotated[Optional[str], typer.Option("--system-config", help="System configuration (clock, memories); default: the NPU family's, as in Vela.")] = None,
+    memory_mode: Annotated[Optional[str], typer.Option("--memory-mode", help="Memory mode: Sram_Only, Shared_Sram, Dedicated_Sram, Dedicated_Sram_256KB/384KB/512KB (Ethos-U) or Ethos_N78_Sram_Cache; default: the NPU family's.")] = None,
+    profile: Annotated[Optional[list[Path]], typer.Option("--profile", metavar="FILE", help="Extra profile TOML file; its entries add to or replace the shipped ones.")] = None,
+    clock: Annotated[Optional[float], typer.Option("--clock", metavar="MHZ", help="NPU clock in MHz, replacing the profile's.")] = None,
+    dram_bandwidth: Annotated[Optional[float], typer.Option("--dram-bandwidth", metavar="GB/S", help="External memory bandwidth in GB/s (10⁹ bytes/s), replacing the profile's.")] = None,
+    sram_size: Annotated[Optional[float], typer.Option("--sram-size", metavar="KIB", help="On-chip memory for feature maps in KiB, replacing the memory mode's cache size.")] = None,
+    rewrite_unsupported: Annotated[bool, typer.Option("--rewrite-unsupported", help="Cost a depth-to-space the NPU cannot run as its one-hot transposed-convolution rewrite instead of leaving it to the CPU.")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="Also plan fused execution: consecutive layers processed in tiles held in on-chip memory, fused only where that takes fewer cycles; reports FPS, DRAM traffic and the reason for each group.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE", help="Write the per-layer table of every run to this CSV file.")] = None,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Draw per-layer compute and memory cycles and a roofline of every run to this PNG file (needs matplotlib).")] = None,
+) -> None:
+    """Estimate MACs, memory traffic, cycles and FPS of networks on Arm Ethos NPUs.
+
+    Every combination of --model, --input-size and --npu is one run. Exit codes: 0 on success.
+    2 for an invalid option value, such as an unknown model or NPU, a bad size, or an ONNX file
+    that cannot be read or uses an operator the estimator does not support. 1 when the --csv or
+    --plot file cannot be written.
+    """
+    import csv
+    import itertools
+    import json
+
+    from rich.table import Table
+
+    import estimator as est
+
+    # Parse and validate every option before estimating anything
+    try:
+        chosen_precision = est.Precision(precision.lower())
+    except ValueError:
+        raise _usage_error(f"unknown --precision {precision!r}: choose int8, int16 or fp16")
+    if scale not in (2, 4):
+        raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    try:
+        sizes = [est.parse_input_size(text) for text in input_size]
+        catalogue = est.load_catalogue(profile or ())
+        npus = [est.resolve_npu(name, catalogue, system=system_config, memory_mode=memory_mode, clock_mhz=clock,
+                                dram_bandwidth_gbps=dram_bandwidth, sram_size_kib=sram_size) for name in npu]
+        for spec in npus:
+            spec.traversals_for(chosen_precision)
+    except est.EstimatorError as error:
+        raise _usage_error(str(error))
+
+    # Estimate every (model, size, NPU) combination
+    runs = []
+    try:
+        for name, (width, height), spec in itertools.product(model, sizes, npus):
+            if name.lower().endswith(".onnx"):
+                network = est.read_onnx(name, width, height)
+            else:
+                network = est.build_network(name, scale, width, height)
+            cost = est.estimate(network, spec, chosen_precision, rewrite_unsupported=rewrite_unsupported)
+            what_if = est.estimate_fused(network, spec, chosen_precision,
+                                         rewrite_unsupported=rewrite_unsupported) if fused else None
+            runs.append((spec, cost, what_if))
+    except est.EstimatorError as error:
+        raise _usage_error(str(error))
+
+    # Files first, so a table on the terminal is the last thing printed
+    try:
+        if csv_path is not None:
+            with open(csv_path, "w", newline="") as stream:
+                writer = csv.DictWriter(stream, fieldnames=["model", "input_size", "npu", "precision", *est.LAYER_FIELDS])
+                writer.writeheader()
+                for _, cost, _ in runs:
+                    for layer in cost.layers:
+                        writer.writerow({"model": cost.model, "input_size": f"{cost.input_size[0]}x{cost.input_size[1]}",
+                                         "npu": cost.npu, "precision": cost.precision, **est.layer_row(layer)})
+        if plot_path is not None:
+            est.plot_costs([(cost, spec) for spec, cost, _ in runs], plot_path)
+    except est.EstimatorError as error:
+        raise _usage_error(str(error))
+    except OSError as error:
+        stderr.print(f"[red]error:[/red] failed to write {escape(str(error.filename))}: {escape(error.strerror or str(error))}",
+                     highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
+
+    if json_output:
+        stdout.print_json(json.dumps({"runs": [est.run_record(cost, what_if) for _, cost, what_if in runs]}))
+        return
+
+    if not stdout.is_terminal:
+        # Piped output has no terminal width; 160 columns keep the per-layer table readable.
+        stdout.width = max(stdout.width, 160)
+
+    def mib(value: float) -> str:
+        return f"{value / 2**20:,.1f}"
+
+    def summary_line(spec, cost, what_if) -> str:
+        dominant = ", ".join(f"{c.name} {c.cycles / cost.cycles:.0%}" for c in cost.dominant_layers())
+        line = (f"{cost.model} {cost.input_size[0]}x{cost.input_size[1]} on {spec.label} at "
+                f"{spec.clock_hz / 1e6:g} MHz, {cost.precision}: {cost.macs / 1e9:.2f} GMACs "
+                f"({cost.executed_macs / 1e9:.2f} executed), {cost.params:,} parameters, "
+                f"{cost.cycles / 1e6:.1f} M cycles, {cost.fps:.2f} FPS, DRAM {mib(cost.dram_bytes)} MiB/frame, "
+                f"SRAM {mib(cost.sram_bytes)} MiB/frame, {cost.bound}-bound; most cycles: {dominant}")
+        if spec.overrides:
+            line += f"; overrides: {', '.join(spec.overrides)}"
+        if what_if is not None:
+            line += (f"\n  fused what-if: {what_if.fps:.2f} FPS, DRAM {mib(what_if.dram_bytes)} MiB/frame, "
+                     f"{len(what_if.fused_groups)} of {len(what_if.groups)} group(s) fused, largest on-chip "
+                     f"buffer {what_if.buffer_bytes / 1024:,.0f} KiB")
+            for group in what_if.groups:
+                span = group.layers[0] if len(group.layers) == 1 else f"{group.layers[0]} … {group.layers[-1]}"
+                line += f"\n    {span} ({len(group.layers)} layer(s)): {group.reason}"
+        return line
+
+    if len(runs) == 1:
+        spec, cost, what_if = runs[0]
+        table = Table(title=f"{cost.model} on {spec.label}")
+        for header in ("layer", "op", "target", "output C×H×W", "MMACs", "params", "compute Mcyc",
+                       "memory Mcyc", "cycles %", "DRAM MiB", "SRAM MiB", "bound", "util"):
+            table.add_column(header, justify="left" if header in ("layer", "op", "target", "bound") else "right")
+        for layer in cost.layers:
+            table.add_row(layer.name, layer.op, layer.target, layer.output_shape, f"{layer.macs / 1e6:,.1f}",
+                          f"{layer.params:,}", f"{layer.compute_cycles / 1e6:.2f}", f"{layer.memory_cycles / 1e6:.2f}",
+                          f"{layer.cycles / cost.cycles:.1%}" if cost.cycles else "—", mib(layer.dram_bytes),
+                          mib(layer.sram_bytes), layer.bound, f"{layer.utilisation:.0%}" if layer.executed_macs else "")
+        stdout.print(table)
+    else:
+        table = Table(title="Estimates side by side")
+        for header in ("model", "input", "NPU", "GMACs", "params", "M cycles", "FPS", "DRAM MiB", "SRAM MiB", "bound",
+                       *(("fused FPS", "fused DRAM MiB") if fused else ())):
+            table.add_column(header, justify="left" if header in ("model", "input", "NPU", "bound") else "right")
+        for spec, cost, what_if in runs:
+            extra = (f"{what_if.fps:.2f}", mib(what_if.dram_bytes)) if what_if is not None else ()
+            table.add_row(cost.model, f"{cost.input_size[0]}x{cost.input_size[1]}", spec.name,
+                          f"{cost.macs / 1e9:.2f}", f"{cost.params:,}", f"{cost.cycles / 1e6:.1f}", f"{cost.fps:.2f}",
+                          mib(cost.dram_bytes), mib(cost.sram_bytes), cost.bound, *extra)
+        stdout.print(table)
+
+    for spec, cost, what_if in runs:
+        stdout.print(summary_line(spec, cost, what_if), highlight=False, soft_wrap=True)
+        for layer in cost.layers:
+            if layer.note:
+                stdout.print(f"  {layer.name}: {layer.note}", highlight=False, soft_wrap=True)
+        for warning in cost.warnings:
+            stderr.print(f"[yellow]warning:[/yellow] {cost.model} on {spec.name}: {warning}",
+                         highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

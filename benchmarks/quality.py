@@ -15,6 +15,7 @@ weights file cannot be read, 2 for invalid options.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 
 from models import (SCALES, CollapsedWeights, MissingWeightsError, UnknownModelError, WeightsFileError,
-                    load_model, load_weights, shipped_models)
+                    load_model, load_weights, save_weights, shipped_models)
 from models.data import DatasetError
 from models.zoo import weights_path
 from upscale.backends import Backend, BackendError, open_backend
@@ -82,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="intra-op threads for the backend; 0 keeps the engine default")
     parser.add_argument("--per-image", action="store_true", help="also list every image's scores")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--record", action="store_true",
+                        help="write each scored weights file's results into its training record "
+                             "(shown by `sesr models`)")
     return parser.parse_args(argv)
 
 
@@ -232,6 +236,22 @@ def render_text(header: list[str], datasets: list[Path], rows: list[Row], per_im
     return "\n".join(lines)
 
 
+def record_results(candidates: list[Candidate], datasets: list[Path], rows: list[Row]) -> None:
+    """Store each candidate's per-dataset PSNR/SSIM in its weights file's training record."""
+    for candidate in candidates:
+        scale = candidate.weights.descriptor.scale
+        row = next(r for r in rows if r.method == candidate.label and r.scale == scale)
+        evaluation = {folder.name: {"psnr": round(score.psnr, 3), "ssim": round(score.ssim, 4),
+                                    "images": len(score.images)}
+                      for folder, score in zip(datasets, row.scores)}
+        training = {**candidate.weights.training, "evaluation": evaluation,
+                    "evaluation_command": f"python {shlex.join(sys.argv)}"}
+        if "Set5" in evaluation:
+            training["set5_psnr"] = evaluation["Set5"]["psnr"]
+        save_weights(dataclasses.replace(candidate.weights, training=training), candidate.path)
+        logger.info("recorded results in %s", candidate.path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -261,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     header = header_lines(args, datasets, candidates)
     render = render_markdown if args.markdown else render_text
     print(render(header, datasets, rows, args.per_image))
+    if args.record:
+        record_results(candidates, datasets, rows)
     return EXIT_OK
 
 

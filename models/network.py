@@ -112,7 +112,7 @@ class SESR(nn.Module):
         return depth_to_space(residual, self.descriptor.scale)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """Upscale N×1×H×W luma; unclipped, so the training loss sees the raw output."""
+        """Upscale N×1×H×W luma without clipping, so the training loss gets the raw output."""
         return self._run(y, expanded=False)
 
     def forward_expanded(self, y: torch.Tensor) -> torch.Tensor:
@@ -123,8 +123,8 @@ class SESR(nn.Module):
 def collapse(model: SESR, training: dict | None = None) -> CollapsedWeights:
     """Collapse every linear block of ``model`` into one k×k conv with bias.
 
-    The collapsed bias is W2·b1 + b2: the 1×1 conv sees b1 at every pixel, border included,
-    because zero padding applies to the input of the k×k conv, never to its bias.
+    The collapsed bias is W2·b1 + b2. The 1×1 conv receives b1 at every pixel, border included,
+    because zero padding applies to the input of the k×k conv and never to its bias.
     """
     def conv(block: LinearBlock) -> ConvWeights:
         weight, bias = block.collapsed()

@@ -1,6 +1,6 @@
 """Collapsed SESR weights and their safetensors file format.
 
-A file holds float32 tensors named ``head.weight``, ``head.bias``, ``body.{i}.weight``,
+A file contains float32 tensors named ``head.weight``, ``head.bias``, ``body.{i}.weight``,
 ``body.{i}.bias``, ``body.{i}.alpha`` (PReLU slopes), ``tail.weight`` and ``tail.bias``, with
 conv weights laid out C_out×C_in×k×k as in PyTorch and ONNX. The safetensors metadata (string
 to string) carries ``format`` = ``sesr-collapsed``, ``format_version``, ``variant``, ``scale``,
@@ -64,7 +64,7 @@ class CollapsedWeights:
     tail: ConvWeights
     """5×5 conv, f → s²."""
     training: dict = field(default_factory=dict)
-    """How the weights were made: data, steps, validation PSNR, command."""
+    """Training record: command, data, steps, validation PSNR and later evaluation results."""
 
     def __post_init__(self) -> None:
         problems = _shape_problems(self)
@@ -133,7 +133,7 @@ def load_weights(path: Path | str) -> CollapsedWeights:
     """Read and validate a collapsed-weights file.
 
     Raises ``WeightsFileError`` when the file is missing, is not safetensors, lacks the
-    metadata, names an unknown variant, or holds tensors whose shapes disagree with it.
+    metadata, names an unknown variant, or contains tensors whose shapes disagree with it.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -164,7 +164,7 @@ def load_weights(path: Path | str) -> CollapsedWeights:
     except (KeyError, ValueError) as error:
         raise WeightsFileError(path, f"invalid metadata ({error})") from None
     if (channels, blocks) != (descriptor.channels, descriptor.blocks):
-        raise WeightsFileError(path, f"metadata says {channels} channels and {blocks} blocks but "
+        raise WeightsFileError(path, f"metadata gives {channels} channels and {blocks} blocks but "
                                      f"{spec.name} has {descriptor.channels} and {descriptor.blocks}")
 
     # Check every tensor against the descriptor.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import make_random_weights
+from conftest import make_random_weights
 from upscale import open_backend, plan_tiles, upscale_array
 
 # onnxruntime and torch use different convolution kernels; float32 results agree to about 1e-6.

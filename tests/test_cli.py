@@ -449,3 +449,40 @@ def test_shipped_model_used(tmp_path: Path, good_folder: Path, shipped_folder: P
 
     assert result.exit_code == 0, _describe(result)
     assert _image_shape(output / "a.png") == (32, 48, 3), f"a.png output shape {_image_shape(output / 'a.png')}"
+
+
+def test_format_mismatch_with_output_file(tmp_path: Path, good_folder: Path, weights_file: Path) -> None:
+    result = _upscale(weights_file, good_folder / "a.png", "-o", tmp_path / "out.png", "--format", "jpg")
+    assert result.exit_code == 2, _describe(result)
+    assert "does not match --format jpg" in result.stderr, _describe(result)
+
+
+def test_interrupt_leaves_no_partial_files(tmp_path: Path, weights_file: Path) -> None:
+    # A real process and a real SIGINT: the batch stops with exit code 130, every finished
+    # output is a complete image, and no temporary file remains.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "frames"
+    source.mkdir()
+    for i in range(40):
+        _write_png(source / f"frame{i:03d}.png", height=96, width=128, seed=i)
+    output = tmp_path / "out"
+    command = [sys.executable, "-c", "import cli; cli.app()", "upscale", str(source), "-o", str(output),
+               "--weights", str(weights_file), "--threads", "1", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (output.exists() and any(output.glob("*.png"))):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    finished = sorted(output.glob("*.png"))
+    assert process.returncode == 130, f"exit code {process.returncode}: {stderr.decode()[-500:]}"
+    assert 0 < len(finished) < 40, f"{len(finished)} outputs: the interrupt came too late or too early"
+    assert not list(output.glob(".*")), f"temporary files left: {list(output.glob('.*'))}"
+    for path in finished:
+        assert _image_shape(path) == (192, 256, 3), f"{path.name} is incomplete: {_image_shape(path)}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import ModelDescriptor, UnknownModelError, WeightsFileError, load_weights, save_weights
-from tests.conftest import make_random_weights
+from conftest import make_random_weights
 
 torch = pytest.importorskip("torch")
 from models.network import SESR, CollapsedSESR, LinearBlock, collapse  # noqa: E402

@@ -2,7 +2,7 @@
 
 Both backends take the same ``CollapsedWeights`` and return N×1×sH×sW float32 in [0, 1].
 onnxruntime (default) runs a graph built here from the weights, so it needs neither torch nor a
-model file on disk; torch runs ``models.network.CollapsedSESR`` when PyTorch is installed.
+model file on disk. The torch backend runs ``models.network.CollapsedSESR`` and needs PyTorch.
 """
 
 from __future__ import annotations

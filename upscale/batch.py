@@ -106,7 +106,7 @@ def plan_jobs(inputs: list[str], output: Path, *, recursive: bool = False,
     """Turn command-line inputs into jobs, applying the skip, collision and overwrite rules.
 
     ``output`` is a file when there is exactly one input file and ``output`` has an image
-    suffix and is not a folder; otherwise it is a folder, mirrored from each input folder.
+    suffix and is not a folder. Otherwise it is a folder that mirrors each input folder.
     """
     plan = JobPlan()
     candidates: list[tuple[Path, Path | None]] = []
@@ -158,10 +158,11 @@ def plan_jobs(inputs: list[str], output: Path, *, recursive: bool = False,
 
 def run_jobs(plan: JobPlan, process: Callable[[Job], None],
              on_done: Callable[[Job, str | None], None] | None = None) -> BatchResult:
-    """Run ``process`` on every job; a file's read, write or format error fails only that file.
+    """Run ``process`` on every job. A read, write or format error fails only that file.
 
-    ``on_done(job, error)`` is called after each job with None on success.
-    KeyboardInterrupt stops the batch at once; no partial output remains under a final name.
+    ``on_done(job, error)`` is called after each job with None on success. KeyboardInterrupt
+    propagates at once; ``write_image`` removes its temporary file, so no partial output
+    remains under a final name.
     """
     result = BatchResult(failed=list(plan.failed), skipped_hidden=plan.skipped_hidden,
                          skipped_not_image=plan.skipped_not_image,

@@ -190,8 +190,8 @@ def read_image(path: Path | str) -> LoadedImage:
     if mode in ("I", "F", "I;32", "I;32B"):
         raise ImageReadError(path, f"{mode} (32-bit) images are not supported; convert to 8 or 16 bits per sample")
 
-    # Only PNG and TIFF carry 16-bit samples, and Pillow reduces 16-bit color to 8 bits, so
-    # OpenCV decodes those files; its result is used when it is 16-bit.
+    # Only PNG and TIFF carry 16-bit samples, and Pillow reduces 16-bit color to 8 bits. OpenCV
+    # therefore decodes those files too, and its pixels are used when they are 16-bit.
     if source_format in ("PNG", "TIFF") and mode in ("L", "RGB", "RGBA", *GRAY16_MODES):
         decoded = _decode_with_opencv(path, np.frombuffer(raw, dtype=np.uint8), gray=mode not in ("RGB", "RGBA"))
         if decoded.dtype == np.uint16 or pixels is None:

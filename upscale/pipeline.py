@@ -2,9 +2,9 @@
 
 Contract: ``upscale_array`` takes H×W (gray), H×W×2 (gray + alpha), H×W×3 (RGB) or H×W×4
 (RGBA) arrays of uint8, uint16 or float32 in [0, 1], and returns the same layout and dtype at
-(H·s, W·s). Color images are converted to BT.601 YCbCr; the network sees Y / 255, Cb and Cr
-(and alpha) are upscaled with OpenCV's bicubic filter, and the result goes back through the
-exact inverse matrix. Gray images use the same luma mapping with R = G = B.
+(H·s, W·s). Color images are converted to BT.601 YCbCr, and the network upscales Y / 255. Cb, Cr
+and alpha are upscaled with OpenCV's bicubic filter, and the result goes back through the exact
+inverse matrix. Gray images use the same luma mapping with R = G = B.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from .color import gray_to_y, rgb_to_ycbcr, y_to_gray, ycbcr_to_rgb
 
 __all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "AUTO_TILE_PIXELS", "AUTO_TILE"]
 
-# Images with more LR pixels than this are tiled when no tile size is given, so the network
-# never holds more than about AUTO_TILE² pixels of feature maps (16 float32 channels each).
+# Images with more LR pixels than this are tiled when no tile size is given, so one network call
+# allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
 AUTO_TILE_PIXELS = 2048 * 2048
 AUTO_TILE = 1024
 
