@@ -392,3 +392,14 @@ def test_read_missing_file(tmp_path: Path) -> None:
         read_image(path)
 
     assert "cannot be read" in caught.value.reason, f"reason {caught.value.reason!r}"
+
+
+def test_output_has_umask_permissions(tmp_path: Path) -> None:
+    import stat
+
+    target = tmp_path / "out.png"
+    write_image(target, np.zeros((4, 4, 3), dtype=np.uint8), ImageFormat.PNG)
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode == 0o666 & ~mask, f"mode {oct(mode)}, expected {oct(0o666 & ~mask)}"

@@ -290,10 +290,18 @@ def write_image(path: Path | str, pixels: np.ndarray, image_format: ImageFormat,
                 handle.write(encoded)
         if encoded is None:
             _write_tiff16(Path(temporary), pixels, icc_profile, exif)
+        # mkstemp creates the file with mode 0600; give it the mode a plain open() would.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_tiff16(path: Path, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
