@@ -29,8 +29,19 @@ stdout = Console()
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        stdout.print(f"sesr {version('sesr')}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Upscale images with SESR networks and estimate their cost on NPUs."""
 
 
@@ -40,8 +51,14 @@ def _setup_logging(quiet: bool, verbose: bool = False) -> None:
         level = logging.WARNING
     elif verbose:
         level = logging.DEBUG
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=stderr, show_path=False)], force=True)
+    if stderr.is_terminal:
+        handler: logging.Handler = RichHandler(console=stderr, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        # Plain lines for log files and pipes: no timestamps column, no wrapping.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -116,8 +133,8 @@ def _print_summary(result, quiet: bool) -> None:
 def upscale(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (for example of video frames) or glob patterns.", show_default=False, metavar="INPUT")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder, or output file for a single input file.", show_default=False)],
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 2,
-    model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl (shipped weights).")] = "sesr-m5",
+    scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4; default 2, or the scale of --weights.", show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in input pixels; 0 = whole image; default tiles images over 4 megapixels.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
@@ -137,7 +154,7 @@ def upscale(
     # Validate options before touching any file.
     if overwrite and skip_existing:
         raise _usage_error("--overwrite and --skip-existing exclude each other; pass one")
-    if scale not in (2, 4):
+    if scale is not None and scale not in (2, 4):
         raise _usage_error(f"--scale must be 2 or 4, got {scale}")
     if tile is not None and tile < 0:
         raise _usage_error(f"--tile must be 0 or a positive number of pixels, got {tile}")
@@ -154,13 +171,18 @@ def upscale(
                            f"change the suffix or the format")
     if output.exists() and not output.is_dir() and len(inputs) > 1:
         raise _usage_error(f"{output} is a file; several inputs need an output folder")
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not single_file:
+        raise _usage_error(f"output {output} looks like a file name, but the input is a folder, a "
+                           f"pattern or several files; give an output folder")
 
     try:
-        upscaler = Upscaler(model, scale, backend=backend, weights=weights, threads=threads)
+        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads)
     except (MissingWeightsError, WeightsFileError, BackendError) as error:
         raise _usage_error(str(error))
-    if weights is not None and upscaler.scale != scale:
-        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}")
+    if weights is not None and scale is not None and upscaler.scale != scale:
+        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
+                           f"pass --scale {upscaler.scale} or leave --scale out")
 
     policy = (ExistingPolicy.OVERWRITE if overwrite else
               ExistingPolicy.SKIP if skip_existing else ExistingPolicy.FAIL)
@@ -180,10 +202,11 @@ def upscale(
                      "Rerun with --skip-existing to continue.")
         raise typer.Exit(EXIT_INTERRUPTED)
 
+    if not plan.jobs and not plan.failed and not plan.skipped_existing:
+        has_subfolders = any(Path(i).is_dir() and any(p.is_dir() for p in Path(i).iterdir()) for i in inputs)
+        hint = "; pass --recursive to descend into subfolders" if has_subfolders and not recursive else ""
+        raise _usage_error(f"no image files found in the inputs{hint}")
     _print_summary(result, quiet)
-    if not plan.jobs and not plan.failed and not (plan.skipped_existing):
-        stderr.print("[red]error:[/red] no image files found in the inputs", highlight=False)
-        raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
@@ -250,6 +273,7 @@ def evaluate(
     from models.data import DatasetError
     from upscale import BackendError, Upscaler
     from upscale.metrics import bicubic_sr_luma, evaluate_folder, network_method
+    from upscale.pipeline import upscale_luma
 
     _setup_logging(quiet=True)
     if scale not in (2, 4):
@@ -264,11 +288,8 @@ def evaluate(
     if upscaler.scale != scale:
         raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}")
 
-    def upscale_luma(luma):
-        return upscaler.network(luma[None, None])[0, 0]
-
     name = weights.name if weights is not None else f"{upscaler.descriptor.variant}"
-    methods = [(name, network_method(upscale_luma))]
+    methods = [(name, network_method(lambda luma: upscale_luma(luma, upscaler.network)))]
     if baseline == "bicubic":
         methods.insert(0, ("bicubic", bicubic_sr_luma))
 
@@ -299,7 +320,7 @@ def evaluate(
 
 @app.command()
 def train(
-    data: Annotated[list[Path], typer.Argument(help="Folders of HR training images (for example T91 and BSD200).")],
+    data: Annotated[list[Path], typer.Argument(help="Folders of HR training images (for example T91 and BSD200).", metavar="DATA_DIR", show_default=False)],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder for checkpoints, log and weights; an existing run resumes.")],
     model: Annotated[str, typer.Option("--model", help="Variant: sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl.")] = "sesr-m5",
     scale: Annotated[int, typer.Option("--scale", help="Upscaling factor, 2 or 4.")] = 2,

@@ -33,6 +33,7 @@ from models import (SCALES, CollapsedWeights, MissingWeightsError, UnknownModelE
 from models.data import DatasetError
 from models.zoo import weights_path
 from upscale.backends import Backend, BackendError, open_backend
+from upscale.pipeline import upscale_luma
 from upscale.metrics import FolderScore, SrMethod, bicubic_sr_luma, evaluate_folder, network_method
 
 logger = logging.getLogger("benchmarks.quality")
@@ -131,9 +132,12 @@ def _collect_candidates(models: list[str] | None, weight_files: list[Path],
 
 
 def _luma_method(weights: CollapsedWeights, backend: str, threads: int) -> SrMethod:
-    """Wrap ``weights`` as an ``SrMethod`` that runs the network once on the whole LR luma image."""
+    """Wrap ``weights`` as an ``SrMethod`` that runs the network once on the whole LR luma image.
+
+    The luma is mirrored at the borders first, as ``sesr upscale`` does.
+    """
     network = open_backend(weights, backend, threads)
-    return network_method(lambda luma: network(luma[None, None])[0, 0])
+    return network_method(lambda luma: upscale_luma(luma, network))
 
 
 # Measurement.

@@ -218,6 +218,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         "command": config.command,
         "data": [str(Path(d).name) for d in config.data],
         "train_images": len(train_files),
+        "train_images_used": len(sampler.pairs),
         "validation_images": [f.name for f in held_files],
         "steps": step,
         "batch": config.batch,

@@ -21,8 +21,8 @@ class MissingWeightsError(LookupError):
         self.variant = variant
         self.scale = scale
         listed = ", ".join(available) or "none"
-        super().__init__(f"no trained weights ship for {variant} ×{scale}; available: {listed} "
-                         f"(or pass a weights file with --weights)")
+        super().__init__(f"no trained weights ship for {variant} ×{scale}; available: {listed}; "
+                         f"use one of those or a weights file from `sesr train`")
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,15 @@ def test_rejects_bad_layout() -> None:
         upscale_array(np.zeros((4, 4, 5), dtype=np.uint8), network)
     with pytest.raises(TypeError, match="uint8, uint16 or float32"):
         upscale_array(np.zeros((4, 4), dtype=np.int32), network)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_flat_image_periodic_to_edges(scale: int) -> None:
+    # A flat input mirrored at the borders is flat everywhere, so every output pixel of the same
+    # sub-pixel phase must be equal, corners included. Zero padding would bend the edges.
+    network = open_backend(make_random_weights("sesr-m3", scale, seed=11))
+    out = upscale_array(np.full((9, 12), 200, dtype=np.uint8), network, tile=5)
+    for dy in range(scale):
+        for dx in range(scale):
+            phase = out[dy::scale, dx::scale]
+            assert phase.min() == phase.max(), f"phase ({dy},{dx}) ranges {phase.min()}..{phase.max()}"

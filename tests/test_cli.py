@@ -362,8 +362,58 @@ def test_no_images_found(tmp_path: Path, weights_file: Path) -> None:
 
     result = _upscale(weights_file, folder, "-o", tmp_path / "out")
 
-    assert result.exit_code == 1, _describe(result)
+    assert result.exit_code == 2, _describe(result)
     assert "no image files" in result.stderr, _describe(result)
+    assert "--recursive" not in result.stderr, _describe(result)
+
+
+def test_no_images_hints_recursive(tmp_path: Path, weights_file: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "day1").mkdir(parents=True)
+    _write_png(folder / "day1" / "a.png")
+
+    result = _upscale(weights_file, folder, "-o", tmp_path / "out")
+
+    assert result.exit_code == 2, _describe(result)
+    assert "pass --recursive" in result.stderr, _describe(result)
+
+
+def test_named_text_file_fails(tmp_path: Path, weights_file: Path, good_folder: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+
+    result = _upscale(weights_file, notes, good_folder / "a.png", "-o", tmp_path / "out")
+
+    assert result.exit_code == 1, _describe(result)
+    assert "notes.txt: not an image file" in result.stderr, _describe(result)
+    assert (tmp_path / "out" / "a.png").is_file(), "the image input was not written"
+
+
+def test_image_name_output_for_folder_rejected(tmp_path: Path, weights_file: Path, good_folder: Path) -> None:
+    result = _upscale(weights_file, good_folder, "-o", tmp_path / "out.png")
+
+    assert result.exit_code == 2, _describe(result)
+    assert "give an output folder" in result.stderr, _describe(result)
+    assert not (tmp_path / "out.png").exists(), "a folder named out.png was created"
+
+
+def test_scale_taken_from_weights(tmp_path: Path, weights_file_x4: Path, good_folder: Path) -> None:
+    result = _upscale(weights_file_x4, good_folder / "a.png", "-o", tmp_path / "a4.png")
+
+    assert result.exit_code == 0, _describe(result)
+    assert _image_shape(tmp_path / "a4.png")[:2] == tuple(4 * n for n in _image_shape(good_folder / "a.png")[:2]), \
+        f"{_image_shape(tmp_path / 'a4.png')}"
+
+
+def test_tiff_suffix_spelling_kept(tmp_path: Path, weights_file: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "scan.tiff"), np.full((12, 10, 3), 128, dtype=np.uint8))
+
+    result = _upscale(weights_file, folder, "-o", tmp_path / "out")
+
+    assert result.exit_code == 0, _describe(result)
+    assert (tmp_path / "out" / "scan.tiff").is_file(), f"outputs {sorted(p.name for p in (tmp_path / 'out').iterdir())}"
 
 
 def test_summary_keeps_brackets(tmp_path: Path, weights_file: Path) -> None:

@@ -2,7 +2,8 @@
 
 With a "network" that upscales luma by bicubic interpolation, every plane of the pipeline is
 bicubic and the color conversion is affine, so ``upscale_array`` must reproduce OpenCV's
-bicubic resize of the RGB image up to float rounding.
+bicubic resize of the RGB image up to float rounding. The pipeline mirrors every plane by the
+tile halo (2 pixels for this stand-in) before upscaling, so the reference does the same.
 """
 
 from __future__ import annotations
@@ -30,11 +31,20 @@ class BicubicNetwork:
         return output
 
 
+HALO = 2
+
+
+def _bicubic_float(pixels: np.ndarray) -> np.ndarray:
+    """OpenCV bicubic ×2 in float of the image mirrored by HALO pixels, cropped back."""
+    padded = cv2.copyMakeBorder(pixels.astype(np.float32), HALO, HALO, HALO, HALO, cv2.BORDER_REFLECT_101)
+    height, width = padded.shape[:2]
+    resized = cv2.resize(padded, (width * 2, height * 2), interpolation=cv2.INTER_CUBIC)
+    return resized[2 * HALO:-2 * HALO, 2 * HALO:-2 * HALO]
+
+
 def _bicubic_reference(pixels: np.ndarray, max_value: float) -> np.ndarray:
-    """OpenCV bicubic ×2 in float, rounded and clipped to the integer range."""
-    height, width = pixels.shape[:2]
-    resized = cv2.resize(pixels.astype(np.float32), (width * 2, height * 2), interpolation=cv2.INTER_CUBIC)
-    return np.clip(np.round(resized), 0, max_value)
+    """``_bicubic_float``, rounded and clipped to the integer range."""
+    return np.clip(np.round(_bicubic_float(pixels)), 0, max_value)
 
 
 def _error_report(actual: np.ndarray, expected: np.ndarray) -> tuple[int, str]:
@@ -79,8 +89,7 @@ def test_bicubic_round_trip_float32() -> None:
 
     upscaled = upscale_array(pixels, BicubicNetwork(), tile=0)
 
-    height, width = pixels.shape[:2]
-    expected = np.clip(cv2.resize(pixels, (width * 2, height * 2), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    expected = np.clip(_bicubic_float(pixels), 0.0, 1.0)
     error = np.abs(upscaled.astype(np.float64) - expected)
     assert upscaled.dtype == np.float32, f"dtype {upscaled.dtype}"
     assert error.max() < 1e-5, f"max error {error.max():.3g} in {np.count_nonzero(error > 1e-5)} samples"

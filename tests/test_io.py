@@ -403,3 +403,19 @@ def test_output_has_umask_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     mode = stat.S_IMODE(target.stat().st_mode)
     assert mode == 0o666 & ~mask, f"mode {oct(mode)}, expected {oct(0o666 & ~mask)}"
+
+
+def test_tiff_layout_tags_not_copied(tmp_path: Path) -> None:
+    # A TIFF's IFD0 holds its own width, strips and compression; copying them as EXIF made the
+    # output TIFF unreadable at twice the size.
+    source = tmp_path / "in.tif"
+    exif = Image.Exif()
+    exif[0x010F] = "sesr-test"
+    Image.fromarray(np.full((6, 8, 3), 90, dtype=np.uint8)).save(source, exif=exif.tobytes())
+    image = read_image(source)
+    target = tmp_path / "out.tif"
+    write_image(target, np.repeat(np.repeat(image.pixels, 2, 0), 2, 1), ImageFormat.TIFF, exif=image.exif)
+    written = Image.open(target)
+    assert written.size == (16, 12), f"size {written.size}"
+    assert written.getexif().get(0x010F) == "sesr-test", f"EXIF {dict(written.getexif())}"
+    assert np.asarray(written).shape == (12, 16, 3), f"pixels {np.asarray(written).shape}"

@@ -78,6 +78,10 @@ def _expand(inputs: list[str], recursive: bool, plan: JobPlan) -> list[tuple[Pat
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             found.extend((p, path) for p in sorted(path.glob(pattern)) if p.is_file())
+        elif path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            # A file named on the command line is wanted, so a wrong type is an error, not a skip.
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            plan.failed.append((path, f"not an image file; sesr reads {suffixes}"))
         elif path.is_file():
             found.append((path, None))
         elif glob.has_magic(text):
@@ -97,7 +101,9 @@ def _target(source: Path, root: Path | None, output: Path, single_file: bool,
     if single_file:
         return output
     relative = source.relative_to(root) if root is not None else Path(source.name)
-    return (output / relative).with_suffix(fmt.suffix)
+    # Keep the input's own spelling of the suffix (.jpeg, .tiff) when the format is unchanged.
+    suffix = source.suffix.lower() if ImageFormat.from_suffix(source.suffix) is fmt else fmt.suffix
+    return (output / relative).with_suffix(suffix)
 
 
 def plan_jobs(inputs: list[str], output: Path, *, recursive: bool = False,

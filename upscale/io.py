@@ -120,6 +120,29 @@ GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
 
+# IFD0 tags that describe the picture rather than the file layout; the only ones copied from a
+# TIFF, whose IFD0 also holds its own strip offsets, sizes and compression.
+DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
+SUB_IFD_TAGS = (0x8769, 0x8825)  # Exif and GPS sub-IFDs
+
+
+def _portable_exif(exif: Image.Exif, source_format: str) -> bytes | None:
+    """Return EXIF bytes to copy to the output, tagged upright, or None when there is nothing."""
+    if source_format == "TIFF":
+        portable = Image.Exif()
+        for tag in DESCRIPTIVE_TAGS:
+            if tag in exif:
+                portable[tag] = exif[tag]
+        for tag in SUB_IFD_TAGS:
+            if tag in exif and exif.get_ifd(tag):
+                portable[tag] = exif.get_ifd(tag)
+        exif = portable
+    if not len(exif):
+        return None
+    exif[EXIF_ORIENTATION] = 1
+    return exif.tobytes()
+
+
 def _pillow_pixels(image: Image.Image) -> np.ndarray | None:
     """Convert a decoded Pillow image to gray/GA/RGB/RGBA uint8, or None for 16-bit gray."""
     mode = image.mode
@@ -199,11 +222,7 @@ def read_image(path: Path | str) -> LoadedImage:
     if pixels is None:
         raise ImageReadError(path, f"Pillow mode {mode} is not supported; convert to 8-bit RGB")
 
-    exif_bytes = None
-    if len(exif):
-        exif[EXIF_ORIENTATION] = 1
-        exif_bytes = exif.tobytes()
-    return LoadedImage(_orient(pixels, orientation), icc, exif_bytes, source_format)
+    return LoadedImage(_orient(pixels, orientation), icc, _portable_exif(exif, source_format), source_format)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -289,7 +308,7 @@ def write_image(path: Path | str, pixels: np.ndarray, image_format: ImageFormat,
             if encoded is not None:
                 handle.write(encoded)
         if encoded is None:
-            _write_tiff16(Path(temporary), pixels, icc_profile, exif)
+            _write_tiff16(Path(temporary), pixels, icc_profile, exif, path)
         # mkstemp creates the file with mode 0600; give it the mode a plain open() would.
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
@@ -304,13 +323,14 @@ def _umask() -> int:
     return mask
 
 
-def _write_tiff16(path: Path, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+def _write_tiff16(path: Path, pixels: np.ndarray, icc: bytes | None, exif: bytes | None,
+                  final_path: Path) -> None:
     import tifffile
 
     photometric = "minisblack" if pixels.ndim == 2 or pixels.shape[2] == 2 else "rgb"
     extratags = [(34675, 7, len(icc), icc, True)] if icc else []
     extrasamples = ("unassalpha",) if pixels.ndim == 3 and pixels.shape[2] in (2, 4) else None
     if exif:
-        logger.warning("%s: EXIF is not written to 16-bit TIFF files; the ICC profile is kept", path)
+        logger.info("%s: EXIF is not written to 16-bit TIFF files", final_path)
     tifffile.imwrite(path, pixels, photometric=photometric, compression="zlib",
                      extratags=extratags, extrasamples=extrasamples)

@@ -19,7 +19,7 @@ import numpy as np
 from .backends import LumaNetwork
 from .color import gray_to_y, rgb_to_ycbcr, y_to_gray, ycbcr_to_rgb
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "AUTO_TILE_PIXELS", "AUTO_TILE"]
+__all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "AUTO_TILE_PIXELS", "AUTO_TILE"]
 
 # Images with more LR pixels than this are tiled when no tile size is given, so one network call
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
@@ -102,9 +102,38 @@ def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
     return cv2.resize(plane, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
 
 
-def _upscale_region(region: np.ndarray, network: LumaNetwork) -> np.ndarray:
-    """Upscale one float32 region in [0, 1]; returns float32, not clipped."""
+Padding = tuple[int, int, int, int]
+"""LR pixels of mirror padding above, below, left and right of a region."""
+
+
+def upscale_luma(luma: np.ndarray, network: LumaNetwork, padding: Padding | None = None) -> np.ndarray:
+    """Upscale 2-D float32 luma / 255, mirroring ``padding`` pixels at the image borders first.
+
+    The network zero-pads every convolution. Mirroring the image by its receptive-field radius
+    (the default) and cropping afterwards keeps those zeros out of every output pixel, so flat
+    images stay flat up to the edges.
+    """
+    if padding is None:
+        padding = (network.receptive_radius,) * 4
+    top, bottom, left, right = padding
+    padded = cv2.copyMakeBorder(np.ascontiguousarray(luma, dtype=np.float32), top, bottom, left, right,
+                                cv2.BORDER_REFLECT_101)
+    return _crop(network(padded[None, None])[0, 0], padding, network.scale)
+
+
+def _crop(upscaled: np.ndarray, padding: Padding, scale: int) -> np.ndarray:
+    top, bottom, left, right = (p * scale for p in padding)
+    return upscaled[top:upscaled.shape[0] - bottom, left:upscaled.shape[1] - right]
+
+
+def _upscale_region(region: np.ndarray, network: LumaNetwork, padding: Padding) -> np.ndarray:
+    """Upscale one float32 region in [0, 1], mirrored by ``padding`` first; float32, not clipped.
+
+    Every plane (luma, chroma, alpha) is mirrored the same way, so all of them treat the image
+    border alike.
+    """
     s = network.scale
+    region = cv2.copyMakeBorder(region, *padding, cv2.BORDER_REFLECT_101)
     channels = 1 if region.ndim == 2 else region.shape[2]
     color = channels in (3, 4)
     base = region if channels == 1 else (region[..., :3] if color else region[..., 0])
@@ -114,7 +143,7 @@ def _upscale_region(region: np.ndarray, network: LumaNetwork) -> np.ndarray:
         luma = ycbcr[..., 0]
     else:
         luma = gray_to_y(base)
-    upscaled_luma = network(luma[None, None])[0, 0]
+    upscaled_luma = network(np.ascontiguousarray(luma)[None, None])[0, 0]
 
     if color:
         chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), s) for c in (1, 2)]
@@ -124,7 +153,7 @@ def _upscale_region(region: np.ndarray, network: LumaNetwork) -> np.ndarray:
     if channels in (2, 4):
         alpha = _bicubic(np.ascontiguousarray(region[..., -1]), s)
         result = np.dstack([result if color else result[..., None], alpha])
-    return result
+    return _crop(result, padding, s)
 
 
 def _quantize(values: np.ndarray, max_value: float, dtype: np.dtype) -> np.ndarray:
@@ -160,7 +189,10 @@ def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = N
         region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
         if max_value != 1.0:
             region /= np.float32(max_value)
-        result = _upscale_region(region, network)
+        # Tiles at the image border mirror the image there; inner edges already read a halo.
+        padding = (plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom),
+                   plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right))
+        result = _upscale_region(region, network, padding)
 
         # Cut the core out of the upscaled region and quantize it into the output.
         y0, x0 = (t.top - t.read_top) * s, (t.left - t.read_left) * s
