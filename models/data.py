@@ -53,7 +53,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """Read an 8-bit image as H×W×3 RGB uint8; gray images are replicated to three channels."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetError(f"{path}: cannot be decoded as an image")
+        raise DatasetError(f"{path}: cannot be decoded as an image; remove or replace the file")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
