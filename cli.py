@@ -136,7 +136,7 @@ def upscale(
     scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4; default 2, or the scale of --weights.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
-    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in input pixels; 0 = whole image; default tiles images over 4 megapixels.")] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in input pixels; 0 = whole image; default 512 for images over 1 megapixel.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
     image_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff; default keeps the input's (bmp → png).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,

@@ -43,6 +43,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"command: python {' '.join(sys.argv)}")
+    print()
     print("| input | tile | peak RSS (MiB) | input + output arrays (MiB) | seconds |")
     print("| --- | --- | --- | --- | --- |")
     for size in args.sizes:

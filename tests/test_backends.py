@@ -71,10 +71,10 @@ def test_tile_progress_reports_every_tile() -> None:
 
 def test_auto_tiling_bounds_large_images() -> None:
     plan = plan_tiles(12000, 12000, None, receptive_radius=9)
-    assert plan.tile == 1024, f"tile {plan.tile}"
-    assert plan.count == 12 * 12, f"{plan.count} tiles"
+    assert plan.tile == 512, f"tile {plan.tile}"
+    assert plan.count == 24 * 24, f"{plan.count} tiles"           # ceil(12000 / 512) = 24
     largest = max((t.read_bottom - t.read_top) * (t.read_right - t.read_left) for t in plan)
-    assert largest <= (1024 + 2 * 9) ** 2, f"largest region {largest} pixels"
+    assert largest <= (512 + 2 * 9) ** 2, f"largest region {largest} pixels"
 
 
 def test_plan_covers_every_pixel_once() -> None:

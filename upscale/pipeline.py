@@ -23,8 +23,11 @@ __all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "A
 
 # Images with more LR pixels than this are tiled when no tile size is given, so one network call
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
-AUTO_TILE_PIXELS = 2048 * 2048
-AUTO_TILE = 1024
+# 512-pixel tiles also ran faster than whole frames on the CPU, because their feature maps stay
+# in cache: SESR-M5 ×2 on a 1080p frame took 1.61 s tiled against 1.85 s whole on one thread
+# (docs/benchmarks.md).
+AUTO_TILE_PIXELS = 1024 * 1024
+AUTO_TILE = 512
 
 # OpenCV's bicubic filter reads 2 source pixels on each side of an output pixel.
 BICUBIC_RADIUS = 2
