@@ -112,6 +112,14 @@ def _validate(model: SESR, pairs: list[ImagePair], scale: int) -> float:
     return float(np.mean(scores))
 
 
+def _thin(history: list[dict], count: int) -> list[dict]:
+    """About ``count`` evenly spaced entries of ``history``, always ending with the last one."""
+    kept = history[:: max(1, len(history) // count)]
+    if history and kept[-1] is not history[-1]:
+        kept.append(history[-1])
+    return kept
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     temporary = path.with_name(path.name + ".partial")
     torch.save(state, temporary)
@@ -231,7 +239,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         "wall_time_s": round(elapsed, 1),
         "validation_psnr": final_psnr,
         "validation_best": best,
-        "validation_curve": history[:: max(1, len(history) // 20)] + history[-1:],
+        "validation_curve": _thin(history, 20),
         "torch": torch.__version__,
     }
     weights = collapse(model, training=record)
