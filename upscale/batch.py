@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import glob
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -193,7 +192,3 @@ def run_jobs(plan: JobPlan, process: Callable[[Job], None],
             on_done(job, error)
     return result
 
-
-def default_threads() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
