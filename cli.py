@@ -443,7 +443,8 @@ def estimate(
                 for _, cost, _ in runs:
                     for layer in cost.layers:
                         writer.writerow({"model": cost.model, "input_size": f"{cost.input_size[0]}x{cost.input_size[1]}",
-                                         "npu": cost.npu, "precision": cost.precision, **est.layer_row(layer)})
+                                         "npu": cost.npu, "precision": cost.precision, **est.layer_row(layer),
+                                         "output_shape": "×".join(map(str, layer.output_shape))})
         if plot_path is not None:
             est.plot_costs([(cost, spec) for spec, cost, _ in runs], plot_path)
     except est.EstimatorError as error:
@@ -489,7 +490,7 @@ def estimate(
                        "memory Mcyc", "cycles %", "DRAM MiB", "SRAM MiB", "bound", "util"):
             table.add_column(header, justify="left" if header in ("layer", "op", "target", "bound") else "right")
         for layer in cost.layers:
-            table.add_row(layer.name, layer.op, layer.target, layer.output_shape, f"{layer.macs / 1e6:,.1f}",
+            table.add_row(layer.name, layer.op, layer.target, "×".join(map(str, layer.output_shape)), f"{layer.macs / 1e6:,.1f}",
                           f"{layer.params:,}", f"{layer.compute_cycles / 1e6:.2f}", f"{layer.memory_cycles / 1e6:.2f}",
                           f"{layer.cycles / cost.cycles:.1%}" if cost.cycles else "—", mib(layer.dram_bytes),
                           mib(layer.sram_bytes), layer.bound, f"{layer.utilisation:.0%}" if layer.executed_macs else "")

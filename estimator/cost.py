@@ -42,7 +42,8 @@ class LayerCost:
     """Operator label, with a fused activation, for example ``conv+relu``."""
     target: str
     """``npu``, or ``cpu`` for an operator the NPU cannot run (its cycles are then 0, excluded)."""
-    output_shape: str
+    output_shape: tuple[int, int, int]
+    """Output feature map as (channels, height, width)."""
     macs: int
     """Algorithmic MACs."""
     executed_macs: int
@@ -378,7 +379,7 @@ def layer_cost(layer: Layer, npu: NpuSpec, precision: Precision, placement: Tens
 
     ifm_bytes = sum(_tensor_bytes(s, precision) for s in layer.input_shapes)
     ofm_bytes = _tensor_bytes(layer.output_shape, precision)
-    common = dict(name=layer.name, op=layer.label, output_shape=str(layer.output_shape), macs=layer.macs,
+    common = dict(name=layer.name, op=layer.label, output_shape=(layer.output_shape.channels, layer.output_shape.height, layer.output_shape.width), macs=layer.macs,
                   params=layer.parameters, weight_bytes=_weight_bytes(costed, precision),
                   ifm_bytes=ifm_bytes, ofm_bytes=ofm_bytes, note=note)
 

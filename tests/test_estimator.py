@@ -576,6 +576,8 @@ def test_cli_json_fields(tmp_path):
     # SESR-M3 ×2: 25·16 + 3·9·16² + 25·16·4 = 400 + 6,912 + 1,600 = 8,912 MACs per LR pixel.
     assert runs[0]["macs"] == 8_912 * 64 * 32, runs[0]["macs"]
     assert {"macs", "params", "cycles", "dram_bytes", "sram_bytes", "bound"} <= set(runs[0]["layers"][0])
+    head = next(layer for layer in runs[0]["layers"] if layer["name"] == "head")
+    assert head["output_shape"] == [16, 32, 64], head["output_shape"]   # channels, height, width
     assert "fused" not in runs[0]
 
 
