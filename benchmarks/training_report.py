@@ -12,8 +12,8 @@ lines = ["# How the shipped weights were made", "",
          "`sesr train` command below on the 291 classic SR training images (T91 and the 200",
          "BSDS300 training images, \"BSD200\"), never on the evaluation sets. Every 20th image",
          "(15 images, listed in each record) is held out for the validation PSNR. Training ran on",
-         "the CPU with PyTorch 2.13.0, one thread per run, on a 2-core x86_64 machine that ran",
-         "two training jobs at a time. In the commands, DATA is the folder that holds the image sets.", ""]
+         "the CPU with PyTorch 2.13.0 on a 2-core x86_64 machine (threads and sharing per run below).",
+         "In the commands, DATA is the folder that holds the image sets.", ""]
 for model in shipped_models():
     d, t = model.descriptor, model.training
     ev = t.get("evaluation", {})
