@@ -67,11 +67,11 @@ def _usage_error(message: str) -> typer.Exit:
 
 
 def _parse_format(text: str) -> ImageFormat:
-    aliases = {"jpeg": "jpg", "tif": "tiff"}
-    try:
-        return ImageFormat(aliases.get(text.lower(), text.lower()))
-    except ValueError:
-        raise ValueError(f"unknown --format {text!r}: choose png, jpg, webp or tiff") from None
+    # The suffix table already maps the aliases jpeg and tif, and has no entry for bmp.
+    image_format = ImageFormat.from_suffix("." + text)
+    if image_format is None:
+        raise ValueError(f"unknown --format {text!r}: choose png, jpg, webp or tiff")
+    return image_format
 
 
 class _Progress:
