@@ -1,8 +1,9 @@
 """Compare ``sesr estimate`` with Arm's Vela compiler on the same int8 networks.
 
-Writes each estimator layer graph as an int8 TFLite flatbuffer (random weights, one activation
-scale), compiles it with Vela for several accelerators, and prints one Markdown table row per
-(network, NPU): MACs, NPU cycles, inferences per second and DRAM/SRAM traffic from both tools.
+Writes each estimator layer graph as an int8 TFLite flatbuffer with random weights and one
+activation scale, then compiles it with Vela for several accelerators. Prints one Markdown table
+row per network and NPU with MACs, NPU cycles, inferences per second and DRAM/SRAM traffic from
+both tools.
 
 Needs ``pip install ethos-u-vela`` (tested with 5.2.0); the TFLite file is built with the
 flatbuffer classes that Vela ships (``ethosu.vela.tflite``), so TensorFlow is not needed. The

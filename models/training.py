@@ -89,9 +89,9 @@ def psnr_y(prediction: np.ndarray, target: np.ndarray, border: int) -> float:
 
 
 def _split(files: list[Path], every: int) -> tuple[list[Path], list[Path]]:
-    held = [f for i, f in enumerate(files) if i % every == every // 2]
-    kept = [f for i, f in enumerate(files) if i % every != every // 2]
-    return kept, held
+    validation = [f for i, f in enumerate(files) if i % every == every // 2]
+    training = [f for i, f in enumerate(files) if i % every != every // 2]
+    return training, validation
 
 
 def _learning_rate(config: TrainConfig, step: int) -> float:
@@ -114,10 +114,10 @@ def _validate(model: SESR, pairs: list[ImagePair], scale: int) -> float:
 
 def _thin(history: list[dict], count: int) -> list[dict]:
     """About ``count`` evenly spaced entries of ``history``, always ending with the last one."""
-    kept = history[:: max(1, len(history) // count)]
-    if history and kept[-1] is not history[-1]:
-        kept.append(history[-1])
-    return kept
+    sampled = history[:: max(1, len(history) // count)]
+    if history and sampled[-1] is not history[-1]:
+        sampled.append(history[-1])
+    return sampled
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:

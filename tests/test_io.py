@@ -406,7 +406,7 @@ def test_output_has_umask_permissions(tmp_path: Path) -> None:
 
 
 def test_tiff_layout_tags_not_copied(tmp_path: Path) -> None:
-    # A TIFF's IFD0 holds its own width, strips and compression; copying them as EXIF made the
+    # A TIFF's IFD0 contains its own width, strips and compression. Copying them as EXIF made the
     # output TIFF unreadable at twice the size.
     source = tmp_path / "in.tif"
     exif = Image.Exif()

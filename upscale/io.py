@@ -120,8 +120,8 @@ GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
 
 
-# IFD0 tags that describe the picture rather than the file layout; the only ones copied from a
-# TIFF, whose IFD0 also holds its own strip offsets, sizes and compression.
+# IFD0 tags that describe the picture rather than the file layout. Only these are copied from a
+# TIFF, because a TIFF's IFD0 also contains its own strip offsets, sizes and compression.
 DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
 SUB_IFD_TAGS = (0x8769, 0x8825)  # Exif and GPS sub-IFDs
 
