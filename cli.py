@@ -329,7 +329,7 @@ def train(
     patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 64,
     learning_rate: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate (cosine decay).")] = 5e-4,
     expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p; default 256 for m ≤ 7, 64 for M11 and XL.")] = None,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from (all but the last block).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale.")] = None,
     validate_every: Annotated[int, typer.Option(help="Steps between validation PSNR measurements.")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation and patches.")] = 0,

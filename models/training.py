@@ -58,7 +58,8 @@ class TrainConfig:
     """torch intra-op threads; 0 keeps torch's default."""
     seed: int = 0
     init_from: Path | None = None
-    """Checkpoint of another run whose weights start this one (all but the last block)."""
+    """Checkpoint of another run whose weights start this one (all but the last block when that
+    run's scale differs)."""
     command: str = ""
     """Command line recorded in the weights file."""
 
@@ -126,14 +127,20 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
-def _load_init(model: SESR, path: Path) -> None:
-    """Copy every tensor of another run's checkpoint except the last block, whose shape differs."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+def _load_init(model: SESR, path: Path, scale: int) -> None:
+    """Copy the tensors of another run's checkpoint into ``model``.
+
+    From a run at another scale every tensor but the last block's is copied (the SESR paper's
+    ×4-from-×2 initialisation); from a run at the same scale, every tensor, so the run continues
+    training that network with a new schedule.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state, source_scale = checkpoint["model"], int(checkpoint["config"]["scale"])
     own = model.state_dict()
-    copied = {k: v for k, v in state.items() if not k.startswith("tail.") and k in own
-              and own[k].shape == v.shape}
+    copied = {k: v for k, v in state.items() if (source_scale == scale or not k.startswith("tail."))
+              and k in own and own[k].shape == v.shape}
     model.load_state_dict(copied, strict=False)
-    logger.info("initialised %d tensors from %s", len(copied), path)
+    logger.info("initialised %d of %d tensors from %s (×%d)", len(copied), len(own), path, source_scale)
 
 
 def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
@@ -172,7 +179,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         step, elapsed, history = state["step"], state["elapsed_s"], state["validation"]
         logger.info("resuming %s at step %d", run_dir, step)
     elif config.init_from is not None:
-        _load_init(model, Path(config.init_from))
+        _load_init(model, Path(config.init_from), config.scale)
 
     def checkpoint() -> None:
         _save_checkpoint(checkpoint_path, {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,3 +87,34 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     assert weights.training["steps"] == 30, weights.training
     assert weights.training["validation_images"] == ["img1.png", "img4.png"], weights.training["validation_images"]
     assert np.isfinite(weights.training["validation_psnr"]), weights.training["validation_psnr"]
+
+
+def test_init_from_same_and_other_scale(tmp_path: Path) -> None:
+    import torch
+
+    folder = _image_folder(tmp_path)
+    source = train(_config(tmp_path, folder, steps=10))
+    source_state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+
+    # steps=1 with a zero learning rate leaves the copied tensors as they were loaded.
+    def first_state(scale: int, name: str) -> dict:
+        config = dataclasses.replace(_config(tmp_path, folder, steps=1), scale=scale,
+                                     run_dir=tmp_path / name, learning_rate=0.0,
+                                     final_learning_rate=0.0, init_from=tmp_path / "run" / "checkpoint.pt")
+        train(config)
+        return torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["model"]
+
+    same = first_state(2, "same")
+    differing = [k for k in source_state if not torch.equal(source_state[k], same[k])]
+    assert not differing, f"same-scale init changed {differing}"
+
+    other = first_state(4, "other")
+    body = [k for k in source_state if not k.startswith("tail.")]
+    changed_body = [k for k in body if not torch.equal(source_state[k], other[k])]
+    # The last block's k×k expansion conv has the same shape at ×2 and ×4, so only the rule skips it.
+    same_shape_tail = [k for k in source_state if k.startswith("tail.") and other[k].shape == source_state[k].shape]
+    copied_tail = [k for k in same_shape_tail if torch.equal(source_state[k], other[k])]
+    assert body and not changed_body, f"×4 init changed body tensors {changed_body}"
+    assert same_shape_tail, "no last-block tensor shares its shape across scales"
+    assert not copied_tail, f"×4 init copied last-block tensors {copied_tail}"
+    assert source.steps == 10, source
