@@ -1,0 +1,315 @@
+"""Resumable video encoding: fixed-length segments in a work folder, a manifest, and the final join.
+
+Each segment is an independent encode (it starts with a key frame) of ``segment_frames``
+consecutive frames, written to ``seg-NNNNN.mkv`` in the work folder under a temporary name and
+renamed when complete. ``manifest.json`` lists the finished segments with the source
+timestamps of their frames, so a resumed job starts after the last finished segment.
+
+Timestamps of the joined output come from the manifest, not from the segment files: Matroska
+stores times in milliseconds, which would round 30000/1001 rates. Inside a segment only the order
+of presentation times is read back. Decode timestamps are rebuilt as the sorted presentation
+times delayed by the encoder's reorder depth, which keeps them increasing across segment joins
+and never later than the presentation times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EncoderConfig", "Manifest", "SegmentRecord", "SegmentWriter", "join_segments",
+           "remove_work_folder"]
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class SegmentRecord:
+    """One finished segment: its file name in the work folder and its frames' source times."""
+
+    file: str
+    pts: list[int]
+    """Presentation time of each frame in the source stream's time base, in presentation order."""
+    durations: list[int]
+    """Display duration of each frame, same time base."""
+
+
+@dataclass
+class Manifest:
+    """Progress of one job, stored as JSON in the work folder."""
+
+    job: dict
+    """Source identity and encode settings; a resume requires an equal dict."""
+    segment_frames: int
+    segments: list[SegmentRecord] = field(default_factory=list)
+
+    @property
+    def frames_done(self) -> int:
+        return sum(len(segment.pts) for segment in self.segments)
+
+    def save(self, folder: Path) -> None:
+        """Write the manifest atomically, so an interruption leaves the old or the new one."""
+        temporary = folder / (MANIFEST_NAME + ".tmp")
+        payload = {"version": MANIFEST_VERSION, "job": self.job, "segment_frames": self.segment_frames,
+                   "segments": [asdict(segment) for segment in self.segments]}
+        temporary.write_text(json.dumps(payload))
+        os.replace(temporary, folder / MANIFEST_NAME)
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest | None:
+        """Read the manifest of ``folder``, or None when it is missing or unreadable."""
+        try:
+            payload = json.loads((folder / MANIFEST_NAME).read_text())
+            if payload.get("version") != MANIFEST_VERSION:
+                return None
+            segments = [SegmentRecord(**segment) for segment in payload["segments"]]
+            manifest = cls(payload["job"], int(payload["segment_frames"]), segments)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        # A segment file that went missing invalidates it and every later one.
+        for position, segment in enumerate(manifest.segments):
+            if not (folder / segment.file).is_file():
+                del manifest.segments[position:]
+                break
+        return manifest
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Settings of the video encoder that every segment uses."""
+
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    rate: Fraction
+    time_base: Fraction
+    options: dict[str, str]
+    color: dict[str, int]
+    """``color_range``, ``colorspace``, ``color_primaries`` and ``color_trc`` values of FFmpeg."""
+
+
+class SegmentWriter:
+    """Encode frames into consecutive segment files of ``segment_frames`` frames each."""
+
+    def __init__(self, folder: Path, manifest: Manifest, config: EncoderConfig) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.config = config
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+        self._pts: list[int] = []
+        self._durations: list[int] = []
+
+    def _open(self) -> None:
+        index = len(self.manifest.segments)
+        self._name = f"seg-{index:05d}.mkv"
+        self._temporary = self.folder / (self._name + ".tmp")
+        config = self.config
+        self._container = av.open(str(self._temporary), "w", format="matroska")
+        stream = self._container.add_stream(config.codec, rate=config.rate, options=dict(config.options))
+        stream.width, stream.height, stream.pix_fmt = config.width, config.height, config.pix_fmt
+        stream.codec_context.time_base = config.time_base
+        for name, value in config.color.items():
+            setattr(stream.codec_context, name, value)
+        self._stream = stream
+
+    def write(self, frame: av.VideoFrame, pts: int, duration: int) -> SegmentRecord | None:
+        """Encode one frame; returns the segment record when this frame completed a segment."""
+        if self._container is None:
+            self._open()
+        frame.pts = pts
+        frame.time_base = self.config.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self._pts.append(pts)
+        self._durations.append(duration)
+        if len(self._pts) == self.manifest.segment_frames:
+            return self.finish_segment()
+        return None
+
+    def finish_segment(self) -> SegmentRecord | None:
+        """Flush the encoder, close the segment file and record it; None when no frame is pending."""
+        if self._container is None:
+            return None
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+        os.replace(self._temporary, self.folder / self._name)
+
+        record = SegmentRecord(self._name, self._pts, self._durations)
+        self.manifest.segments.append(record)
+        self.manifest.save(self.folder)
+        self._pts, self._durations = [], []
+        return record
+
+    def abort(self) -> None:
+        """Drop the unfinished segment; finished segments stay for a resume."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError as error:
+                logger.debug("closing the unfinished segment failed: %s", error)
+            self._container = None
+            self._temporary.unlink(missing_ok=True)
+
+
+def _segment_packets(path: Path) -> tuple[list[av.Packet], list[int]]:
+    """Packets of a segment in decode order, and each packet's rank in presentation order."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [packet for packet in container.demux(stream) if packet.size]
+    order = sorted(range(len(packets)), key=lambda i: packets[i].pts)
+    ranks = [0] * len(packets)
+    for rank, position in enumerate(order):
+        ranks[position] = rank
+    return packets, ranks
+
+
+def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Iterator[av.Packet]:
+    """All segment packets with timestamps restored from the manifest."""
+    all_pts = [pts for segment in manifest.segments for pts in segment.pts]
+    all_durations = [d for segment in manifest.segments for d in segment.durations]
+
+    # First pass: reorder depth = max over packets of (decode position − presentation position).
+    layout: list[tuple[Path, int]] = []
+    depth = 0
+    offset = 0
+    for segment in manifest.segments:
+        packets, ranks = _segment_packets(folder / segment.file)
+        if len(packets) != len(segment.pts):
+            raise ValueError(f"segment {segment.file} has {len(packets)} packets but the manifest "
+                             f"lists {len(segment.pts)} frames")
+        depth = max(depth, *(position - rank for position, rank in enumerate(ranks)))
+        layout.append((folder / segment.file, offset))
+        offset += len(packets)
+
+    first_step = all_durations[0] if all_durations and all_durations[0] > 0 else 1
+    decode_position = 0
+    for path, offset in layout:
+        packets, ranks = _segment_packets(path)
+        for packet, rank in zip(packets, ranks):
+            source_index = decode_position - depth
+            packet.pts = all_pts[offset + rank]
+            packet.dts = all_pts[source_index] if source_index >= 0 else all_pts[0] + source_index * first_step
+            packet.duration = all_durations[offset + rank]
+            packet.time_base = time_base
+            decode_position += 1
+            yield packet
+
+
+def _aac_packets(source_path: Path, stream_index: int, encoder_stream) -> Iterator[av.Packet]:
+    """Decode one audio stream of the source and encode it with the AAC ``encoder_stream``."""
+    resampler = av.AudioResampler(format="fltp", layout=encoder_stream.layout, rate=encoder_stream.rate)
+    with av.open(str(source_path)) as source:
+        for packet in source.demux(source.streams[stream_index]):
+            for frame in packet.decode():
+                for converted in resampler.resample(frame):
+                    yield from encoder_stream.encode(converted)
+    for converted in resampler.resample(None):
+        yield from encoder_stream.encode(converted)
+    yield from encoder_stream.encode(None)
+
+
+def _copied_packets(source_path: Path, stream_index: int) -> Iterator[av.Packet]:
+    with av.open(str(source_path)) as source:
+        stream = source.streams[stream_index]
+        for packet in source.demux(stream):
+            if packet.dts is not None or packet.pts is not None:
+                yield packet
+
+
+def _seconds(packet: av.Packet) -> float:
+    time = packet.dts if packet.dts is not None else packet.pts
+    return float((time or 0) * packet.time_base)
+
+
+def _plan_streams(source: av.container.InputContainer, supported: set[str],
+                  audio: bool) -> tuple[list[tuple[int, str]], list[str]]:
+    """Choose ``copy`` or ``aac`` for each audio and subtitle stream; returns the plan and notices.
+
+    Audio that the output container cannot hold is re-encoded to AAC, and subtitles it cannot
+    hold are dropped. Data and attachment streams are not carried over.
+    """
+    plan: list[tuple[int, str]] = []
+    notices: list[str] = []
+    for stream in source.streams:
+        name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+        if stream.type == "audio" and audio:
+            if name in supported:
+                plan.append((stream.index, "copy"))
+            elif "aac" in supported:
+                plan.append((stream.index, "aac"))
+                notices.append(f"audio stream {stream.index} ({name}) re-encoded to AAC, because the "
+                               f"output container cannot hold {name}")
+            else:
+                notices.append(f"audio stream {stream.index} ({name}) dropped: the output container "
+                               f"holds neither {name} nor AAC")
+        elif stream.type == "subtitle":
+            if name in supported:
+                plan.append((stream.index, "copy"))
+            else:
+                notices.append(f"subtitle stream {stream.index} ({name}) dropped: the output container "
+                               f"cannot hold {name}")
+    return plan, notices
+
+
+def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: Path,
+                  video_time_base: Fraction, audio: bool) -> list[str]:
+    """Mux the segments and the source's audio and subtitles into ``target``, interleaved by time.
+
+    ``target`` is written in place, with the container its suffix names; the caller gives a
+    temporary name and renames it. Returns notices about streams re-encoded or dropped.
+    """
+    with av.open(str(target), "w") as output, av.open(str(source_path)) as source:
+        with av.open(str(folder / manifest.segments[0].file)) as first:
+            video = output.add_stream_from_template(first.streams.video[0])
+        video.time_base = video_time_base
+        sources: list[Iterator[av.Packet]] = [_video_packets(folder, manifest, video_time_base)]
+        targets = [video]
+
+        # Each copied stream reads the source on its own, so the merge below can interleave them.
+        plan, notices = _plan_streams(source, output.supported_codecs, audio)
+        for index, action in plan:
+            template = source.streams[index]
+            if action == "copy":
+                targets.append(output.add_stream_from_template(template))
+                sources.append(_copied_packets(source_path, index))
+            else:
+                encoder = output.add_stream("aac", rate=template.rate)
+                encoder.layout = template.layout
+                targets.append(encoder)
+                sources.append(_aac_packets(source_path, index, encoder))
+
+        # Merge the packet streams by decode time, so the muxer holds few packets in memory.
+        heap: list[tuple[float, int, av.Packet]] = []
+        for position, packets in enumerate(sources):
+            packet = next(packets, None)
+            if packet is not None:
+                heapq.heappush(heap, (_seconds(packet), position, packet))
+        while heap:
+            _, position, packet = heapq.heappop(heap)
+            packet.stream = targets[position]
+            output.mux(packet)
+            following = next(sources[position], None)
+            if following is not None:
+                heapq.heappush(heap, (_seconds(following), position, following))
+    return notices
+
+
+def remove_work_folder(folder: Path) -> None:
+    """Delete a work folder and everything in it."""
+    shutil.rmtree(folder, ignore_errors=True)
