@@ -46,8 +46,11 @@ def _frame_pixels(index: int) -> np.ndarray:
 
 def make_clip(path: Path, *, codec: str = "libx264", rate: Fraction = NTSC, frames: int = FRAMES,
               audio: str | None = "aac", rotation: int | None = None, pts: list[int] | None = None,
-              time_base: Fraction | None = None, full_range: bool = False) -> Path:
-    """Write a clip with a sine-tone audio track of the same duration as the video."""
+              time_base: Fraction | None = None, full_range: bool = False, subtitle: bool = False) -> Path:
+    """Write a clip with a sine-tone audio track of the same duration as the video.
+
+    ``subtitle`` adds a SubRip stream with one cue, "hello", from 0 to 200 ms.
+    """
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=rate)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -59,6 +62,7 @@ def make_clip(path: Path, *, codec: str = "libx264", rate: Fraction = NTSC, fram
         video.codec_context.color_range = 2 if full_range else 1
         if rotation is not None:
             video.set_display_rotation(rotation)
+        subtitles = container.add_mux_stream("subrip") if subtitle else None
         sound = None
         if audio is not None:
             sound = container.add_stream(audio, rate=SAMPLE_RATE)
@@ -85,6 +89,12 @@ def make_clip(path: Path, *, codec: str = "libx264", rate: Fraction = NTSC, fram
                     container.mux(packet)
             for packet in sound.encode():
                 container.mux(packet)
+
+        if subtitles is not None:
+            cue = av.Packet(b"hello")
+            cue.stream, cue.time_base = subtitles, Fraction(1, 1000)
+            cue.pts, cue.dts, cue.duration = 0, 0, 200
+            container.mux(cue)
     return path
 
 
@@ -299,8 +309,9 @@ def test_mkv_and_webm_without_frame_count(tmp_path, upscaler):
         upscale_video(VideoJob(source, target), upscaler, SETTINGS,
                       on_progress=lambda done, total, estimated: reports.append((done, total, estimated)))
 
-        frames, _, _ = _read_video(target)
+        frames, _, fields = _read_video(target)
         assert len(frames) == FRAMES, name
+        assert fields.average_rate == NTSC, name
         assert reports[-1][0] == FRAMES, name
         assert all(estimated for _, _, estimated in reports), name
         # The estimate is the duration (about 0.4 s) × 29.97 fps.
@@ -328,6 +339,21 @@ def test_audio_reencoded_when_container_rejects(tmp_path, upscaler):
     assert any("re-encoded to AAC" in notice for notice in result.notices), result.notices
     audio_end, video_end = _stream_seconds(target, "audio")[0], _stream_seconds(target, "video")[0]
     assert abs(audio_end - video_end) < 0.05, f"audio ends at {audio_end:.3f} s, video at {video_end:.3f} s"
+
+
+def test_subtitles_copied_or_dropped(tmp_path, upscaler):
+    source = make_clip(tmp_path / "in.mkv", subtitle=True)
+    kept = upscale_video(VideoJob(source, tmp_path / "out.mkv"), upscaler, SETTINGS)
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        cues = [bytes(p) for p in container.demux(container.streams.subtitles[0]) if p.size]
+    assert cues == [b"hello"]
+    assert kept.notices == []
+
+    # MP4 holds only mov_text subtitles, so SubRip is dropped with a notice.
+    dropped = upscale_video(VideoJob(source, tmp_path / "out.mp4"), upscaler, SETTINGS)
+    assert _codec_names(tmp_path / "out.mp4", "subtitle") == []
+    assert any("subtitle stream" in notice and "dropped" in notice for notice in dropped.notices), dropped.notices
+    assert _codec_names(tmp_path / "out.mp4", "audio") == ["aac"]
 
 
 # Interruption and resume.

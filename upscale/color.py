@@ -63,7 +63,7 @@ def y_to_gray(y: np.ndarray) -> np.ndarray:
 # Video luma codes come in two ranges (ITU-T H.273 VideoFullRangeFlag): limited range puts black
 # and white at codes 16 and 235 of 255, which is the studio range above, and full range uses 0
 # and 255. Decoded video is already YCbCr in the source's own matrix (BT.601, BT.709, ...), so
-# only the range needs mapping before the network sees it.
+# only the range needs mapping before the network receives it.
 _FULL_TO_STUDIO_GAIN = np.float32(219.0 / 255.0)
 _STUDIO_OFFSET = np.float32(16.0 / 255.0)
 

@@ -128,7 +128,7 @@ def upscale_luma(luma: np.ndarray, network: LumaNetwork, padding: Padding | None
 def upscale_luma_batch(luma: np.ndarray, network: LumaNetwork, tile: int | None = None) -> np.ndarray:
     """Upscale N×H×W float32 luma / 255 of N equal-sized frames, in tiles, one network call per tile.
 
-    Each tile is run for all N frames at once, so the backend sees an N×1×h×w batch. Tiles read
+    Each tile is run for all N frames at once, so the backend receives an N×1×h×w batch. Tiles read
     a halo and the frame borders are mirrored as in ``upscale_array``, so the result equals
     ``upscale_luma`` on each frame alone. Returns N×sH×sW float32, clipped to [0, 1] by the network.
     """

@@ -55,7 +55,7 @@ _PRESET_ENCODERS = frozenset({"libx264", "libx265", "libsvtav1"})
 
 
 class VideoError(ValueError):
-    """A video job that failed; ``reason`` says why and what to do."""
+    """A video job that failed; ``reason`` states the cause and the fix."""
 
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
@@ -376,7 +376,10 @@ def _decode(path: Path, info: _SourceInfo, skip: int) -> Iterator[PlaneFrame]:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else (0 if previous is None else previous + step)
+                if frame.pts is not None:
+                    pts = frame.pts
+                else:
+                    pts = 0 if previous is None else previous + step
                 # Decoders can repeat a timestamp on broken input; the muxers need increasing ones.
                 if previous is not None and pts <= previous:
                     pts = previous + 1
@@ -407,12 +410,13 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     """Upscale ``job.source`` into ``job.target`` (see the module docstring).
 
     ``on_progress`` is called from this thread after each upscaled batch. ``on_segment`` is called
-    from the encoder thread after each finished segment; an exception it raises ends the job
-    like a crash, leaving the finished segments for a resume. Raises ``VideoReadError`` or
+    from the encoder thread after each finished segment. An exception it raises ends the job like
+    a crash would, and the finished segments stay for a resume. Raises ``VideoReadError`` or
     ``VideoWriteError``; on any failure no file exists under ``job.target`` unless one did before.
     """
     info = _probe(job.source)
     config = _encoder_config(job, settings, info, upscaler.scale)
+    job.target.parent.mkdir(parents=True, exist_ok=True)
     work = job.target.with_name(job.target.name + ".partial")
     temporary = job.target.with_name(f".{job.target.stem}.sesr-tmp{job.target.suffix}")
     _check_container(job.target, temporary, config.codec)
@@ -442,13 +446,17 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     _fix_durations(manifest.segments)
     manifest.save(work)
 
-    # Join into a hidden temporary file, then rename, so the final name only ever holds a whole file.
+    # Join into a hidden temporary file, then rename, so the final name only ever names a complete file.
     try:
-        notices = join_segments(work, manifest, job.source, temporary, info.time_base, settings.audio)
+        notices = join_segments(work, manifest, job.source, temporary, info.time_base, info.rate,
+                                settings.audio)
         os.replace(temporary, job.target)
     except av.FFmpegError as error:
         raise VideoWriteError(job.target, f"writing the output failed ({_ffmpeg_reason(error)}); "
                                           f"finished segments are kept in {work} for --resume") from None
+    except ValueError as error:
+        # A segment whose packet count does not match the manifest: its encode must be redone.
+        raise VideoWriteError(job.target, f"{error}; delete {work} and run again") from None
     finally:
         temporary.unlink(missing_ok=True)
     remove_work_folder(work)

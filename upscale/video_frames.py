@@ -29,7 +29,7 @@ __all__ = ["PlaneFrame", "working_format", "frame_to_planes", "planes_to_frame",
 # AVColorRange value of full-range ("JPEG") video in FFmpeg's pixfmt.h.
 AVCOL_RANGE_JPEG = 2
 
-# Pixel formats whose samples are full range whatever the color_range field says.
+# Pixel formats whose samples are full range regardless of the frame's color_range field.
 _FULL_RANGE_FORMATS = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"})
 
 
@@ -59,7 +59,7 @@ def working_format(source_format: str) -> str:
 
 
 def is_full_range(frame: av.VideoFrame) -> bool:
-    """Whether the frame's luma uses codes 0–255 (full range) rather than 16–235."""
+    """Return True when the frame's luma uses codes 0–255 (full range) rather than 16–235."""
     return frame.format.name in _FULL_RANGE_FORMATS or frame.color_range == AVCOL_RANGE_JPEG
 
 

@@ -180,7 +180,7 @@ def _segment_packets(path: Path) -> tuple[list[av.Packet], list[int]]:
 
 
 def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Iterator[av.Packet]:
-    """All segment packets with timestamps restored from the manifest."""
+    """Yield the packets of every segment, in order, with timestamps restored from the manifest."""
     all_pts = [pts for segment in manifest.segments for pts in segment.pts]
     all_durations = [d for segment in manifest.segments for d in segment.durations]
 
@@ -247,7 +247,8 @@ def _plan_streams(source: av.container.InputContainer, supported: set[str],
     plan: list[tuple[int, str]] = []
     notices: list[str] = []
     for stream in source.streams:
-        name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+        # The codec's canonical name ("mp3", "subrip"), not its decoder's ("mp3float", "srt").
+        name = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
         if stream.type == "audio" and audio:
             if name in supported:
                 plan.append((stream.index, "copy"))
@@ -268,16 +269,18 @@ def _plan_streams(source: av.container.InputContainer, supported: set[str],
 
 
 def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: Path,
-                  video_time_base: Fraction, audio: bool) -> list[str]:
+                  video_time_base: Fraction, rate: Fraction, audio: bool) -> list[str]:
     """Mux the segments and the source's audio and subtitles into ``target``, interleaved by time.
 
     ``target`` is written in place, with the container its suffix names; the caller gives a
-    temporary name and renames it. Returns notices about streams re-encoded or dropped.
+    temporary name and renames it. ``rate`` is stored as the average frame rate, which Matroska
+    writes as the default frame duration. Returns notices about streams re-encoded or dropped.
     """
     with av.open(str(target), "w") as output, av.open(str(source_path)) as source:
         with av.open(str(folder / manifest.segments[0].file)) as first:
             video = output.add_stream_from_template(first.streams.video[0])
         video.time_base = video_time_base
+        video.codec_context.framerate = rate
         sources: list[Iterator[av.Packet]] = [_video_packets(folder, manifest, video_time_base)]
         targets = [video]
 
@@ -294,7 +297,7 @@ def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: P
                 targets.append(encoder)
                 sources.append(_aac_packets(source_path, index, encoder))
 
-        # Merge the packet streams by decode time, so the muxer holds few packets in memory.
+        # Merge the packet streams by decode time, so the muxer buffers few packets.
         heap: list[tuple[float, int, av.Packet]] = []
         for position, packets in enumerate(sources):
             packet = next(packets, None)
