@@ -224,6 +224,16 @@ def test_ntsc_rate_frames_and_audio(tmp_path, upscaler):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
+class NearestNetwork:
+    """×2 nearest-neighbour stand-in for the network, so output luma is predictable exactly."""
+
+    scale = 2
+    receptive_radius = 2
+
+    def __call__(self, luma: np.ndarray) -> np.ndarray:
+        return luma.repeat(2, axis=2).repeat(2, axis=3)
+
+
 def test_color_tags_and_full_range(tmp_path, upscaler):
     source = make_clip(tmp_path / "in.mkv", audio=None, full_range=True)
     target = tmp_path / "out.mkv"
@@ -240,17 +250,14 @@ def test_color_tags_and_full_range(tmp_path, upscaler):
 def test_full_range_black_reaches_network_as_studio_black(tmp_path, upscaler):
     seen: list[float] = []
 
-    class NearestNetwork:
-        """×2 nearest-neighbour 'network' that records the smallest luma it is given."""
-
-        scale = 2
-        receptive_radius = 2
+    class RecordingNetwork(NearestNetwork):
+        """Nearest-neighbour stand-in that records the smallest luma it receives."""
 
         def __call__(self, luma: np.ndarray) -> np.ndarray:
             seen.append(float(luma.min()))
-            return luma.repeat(2, axis=2).repeat(2, axis=3)
+            return super().__call__(luma)
 
-    upscaler.network = NearestNetwork()
+    upscaler.network = RecordingNetwork()
     source = tmp_path / "black.mkv"
     with av.open(str(source), "w") as container:
         stream = container.add_stream("ffv1", rate=25)
@@ -270,6 +277,34 @@ def test_full_range_black_reaches_network_as_studio_black(tmp_path, upscaler):
     assert min(seen) == pytest.approx(16 / 255, abs=1e-6)
     frames, _, _ = _read_video(target)
     assert frames[0][:2 * HEIGHT].max() == 0, "full-range black must come back as code 0"
+
+
+@pytest.mark.parametrize("codec, pix_fmt", [("libx264", "yuv420p"), ("mjpeg", "yuvj420p"),
+                                            ("ffv1", "yuv422p"), ("ffv1", "yuv444p")])
+def test_luma_codes_survive_each_layout(tmp_path, upscaler, codec, pix_fmt):
+    upscaler.network = NearestNetwork()
+    source = tmp_path / "in.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, pix_fmt
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(_frame_pixels(index), format="rgb24").reformat(format=pix_fmt)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    target = tmp_path / "out.mkv"
+    upscale_video(VideoJob(source, target), upscaler, VideoSettings(codec="ffv1"))
+
+    with av.open(str(source)) as container:
+        source_frames = list(container.decode(video=0))
+    with av.open(str(target)) as container:
+        output_frames = list(container.decode(video=0))
+    assert len(output_frames) == 3
+    for index, (before, after) in enumerate(zip(source_frames, output_frames)):
+        expected = np.asarray(before.planes[0]).reshape(HEIGHT, -1)[:, :WIDTH].repeat(2, 0).repeat(2, 1)
+        got = np.asarray(after.planes[0]).reshape(2 * HEIGHT, -1)[:, :2 * WIDTH]
+        assert np.array_equal(got, expected), f"frame {index}: max difference {np.abs(got.astype(int) - expected).max()}"
+        assert after.color_range == (2 if pix_fmt == "yuvj420p" else 1)
 
 
 def test_variable_frame_rate_keeps_timestamps(tmp_path, upscaler):

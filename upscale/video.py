@@ -29,8 +29,8 @@ from typing import Callable, Iterator
 import av
 
 from .api import Upscaler
-from .video_frames import (PlaneFrame, frame_to_planes, is_full_range, planes_to_frame,
-                           upscale_frames, working_format)
+from .video_frames import (AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG, PlaneFrame, frame_to_planes,
+                           is_full_range, planes_to_frame, upscale_frames, working_format)
 from .video_segments import (EncoderConfig, Manifest, SegmentRecord, SegmentWriter, join_segments,
                              remove_work_folder)
 
@@ -289,7 +289,7 @@ def _encoder_config(job: VideoJob, settings: VideoSettings, info: _SourceInfo, s
         options["preset"] = settings.preset
 
     color = dict(info.color)
-    color["color_range"] = 2 if info.full_range else 1
+    color["color_range"] = AVCOL_RANGE_JPEG if info.full_range else AVCOL_RANGE_MPEG
     return EncoderConfig(codec_name, info.width * scale, info.height * scale, pix_fmt, info.rate,
                          info.time_base, options, color)
 
@@ -386,7 +386,7 @@ def _decode(path: Path, info: _SourceInfo, skip: int) -> Iterator[PlaneFrame]:
                 previous = pts
                 if index >= skip:
                     duration = frame.duration if frame.duration and frame.duration > 0 else step
-                    yield frame_to_planes(frame, working, info.rotation, index, pts, duration)
+                    yield frame_to_planes(frame, working, info.full_range, info.rotation, index, pts, duration)
                 index += 1
     except av.FFmpegError as error:
         raise VideoReadError(path, f"decoding failed after frame {index} ({_ffmpeg_reason(error)}); "

@@ -26,7 +26,8 @@ from .pipeline import upscale_luma_batch
 
 __all__ = ["PlaneFrame", "working_format", "frame_to_planes", "planes_to_frame", "upscale_frames"]
 
-# AVColorRange value of full-range ("JPEG") video in FFmpeg's pixfmt.h.
+# AVColorRange values of limited-range ("MPEG") and full-range ("JPEG") video in FFmpeg's pixfmt.h.
+AVCOL_RANGE_MPEG = 1
 AVCOL_RANGE_JPEG = 2
 
 # Pixel formats whose samples are full range regardless of the frame's color_range field.
@@ -69,15 +70,20 @@ def _plane_view(plane) -> np.ndarray:
     return flat[:plane.height * plane.line_size].reshape(plane.height, plane.line_size)[:, :plane.width]
 
 
-def frame_to_planes(frame: av.VideoFrame, working: str, rotation: int, index: int, pts: int,
-                    duration: int) -> PlaneFrame:
+def frame_to_planes(frame: av.VideoFrame, working: str, full_range: bool, rotation: int, index: int,
+                    pts: int, duration: int) -> PlaneFrame:
     """Copy a decoded frame into Y, Cb, Cr planes, rotated by ``rotation`` degrees counterclockwise.
 
     ``rotation`` is a multiple of 90, as ``VideoFrame.rotation`` reports the display matrix.
     Rotating the pixels here lets the output be written without a display matrix.
+    ``full_range`` is the range the planes keep, so swscale converts the layout but not the range.
+
+    NOTE: a display matrix that also mirrors the picture is read as its rotation alone.
     """
-    if frame.format.name != working:
-        frame = frame.reformat(format=working)
+    # yuvj formats have the planes of their yuv twin, and only differ in range.
+    same_planes = frame.format.name.replace("yuvj", "yuv") == working
+    if not same_planes:
+        frame = frame.reformat(format=working, dst_color_range=AVCOL_RANGE_JPEG if full_range else AVCOL_RANGE_MPEG)
     turns = (rotation // 90) % 4
     planes = [np.ascontiguousarray(np.rot90(_plane_view(plane), turns)) for plane in frame.planes[:3]]
     return PlaneFrame(index, pts, duration, *planes)
