@@ -391,6 +391,11 @@ def _decode(path: Path, info: _SourceInfo, skip: int) -> Iterator[PlaneFrame]:
     except av.FFmpegError as error:
         raise VideoReadError(path, f"decoding failed after frame {index} ({_ffmpeg_reason(error)}); "
                                    f"the file may be truncated or damaged") from None
+    # NOTE: edit lists can make the stored count differ from the frames decoded in a complete
+    # file, so a shortfall is logged rather than raised.
+    if not info.total_is_estimate and index < info.total_frames:
+        logger.warning("%s: decoded %d frames but the container lists %d; the file may be truncated",
+                       path, index, info.total_frames)
 
 
 def _fix_durations(records: list[SegmentRecord]) -> None:
@@ -440,9 +445,15 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
         logger.info("%s: resuming after %d finished frames", job.source, resumed)
 
     writer = SegmentWriter(work, manifest, config)
-    _run_stages(job, info, upscaler, settings, writer, resumed, on_progress, on_segment)
-    if not manifest.segments:
-        raise VideoReadError(job.source, "no decodable video frame")
+    try:
+        _run_stages(job, info, upscaler, settings, writer, resumed, on_progress, on_segment)
+        if not manifest.segments:
+            raise VideoReadError(job.source, "no decodable video frame")
+    except VideoError:
+        # A work folder without a finished segment has nothing to resume from.
+        if not manifest.segments:
+            remove_work_folder(work)
+        raise
     _fix_durations(manifest.segments)
     manifest.save(work)
 
