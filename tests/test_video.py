@@ -365,13 +365,18 @@ def test_video_without_audio_and_no_audio(tmp_path, upscaler):
     assert _codec_names(tmp_path / "b.mp4", "audio") == []
 
 
-def test_audio_reencoded_when_container_rejects(tmp_path, upscaler):
-    source = make_clip(tmp_path / "in.mkv", audio="wavpack")
-    target = tmp_path / "out.mp4"
-    result = upscale_video(VideoJob(source, target), upscaler, SETTINGS)
+@pytest.mark.parametrize("source_name, audio, target_name, expected", [
+    ("in.mkv", "wavpack", "out.mp4", "aac"),     # MP4 rejects WavPack
+    ("in.mp4", "aac", "out.webm", "opus"),       # WebM rejects AAC, too
+])
+def test_audio_reencoded_when_container_rejects(tmp_path, upscaler, source_name, audio, target_name, expected):
+    source = make_clip(tmp_path / source_name, audio=audio)
+    target = tmp_path / target_name
+    result = upscale_video(VideoJob(source, target), upscaler, VideoSettings(segment_seconds=0.1, codec="vp9"))
 
-    assert _codec_names(target, "audio") == ["aac"]
-    assert any("re-encoded to AAC" in notice for notice in result.notices), result.notices
+    assert _codec_names(target, "audio") == [expected]
+    label = {"aac": "AAC", "opus": "Opus"}[expected]
+    assert any(f"re-encoded to {label}" in notice for notice in result.notices), result.notices
     audio_end, video_end = _stream_seconds(target, "audio")[0], _stream_seconds(target, "video")[0]
     assert abs(audio_end - video_end) < 0.05, f"audio ends at {audio_end:.3f} s, video at {video_end:.3f} s"
 

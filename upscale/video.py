@@ -31,8 +31,8 @@ import av
 from .api import Upscaler
 from .video_frames import (AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG, PlaneFrame, frame_to_planes,
                            is_full_range, planes_to_frame, upscale_frames, working_format)
-from .video_segments import (EncoderConfig, Manifest, SegmentRecord, SegmentWriter, join_segments,
-                             remove_work_folder)
+from .video_segments import (EncoderConfig, Manifest, SegmentMismatchError, SegmentRecord,
+                             SegmentWriter, join_segments, remove_work_folder)
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def _encoder_config(job: VideoJob, settings: VideoSettings, info: _SourceInfo, s
     color = dict(info.color)
     color["color_range"] = AVCOL_RANGE_JPEG if info.full_range else AVCOL_RANGE_MPEG
     return EncoderConfig(codec_name, info.width * scale, info.height * scale, pix_fmt, info.rate,
-                         info.time_base, options, color)
+                         options, color)
 
 
 def _job_identity(job: VideoJob, upscaler: Upscaler, config: EncoderConfig, settings: VideoSettings) -> dict:
@@ -465,8 +465,7 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     except av.FFmpegError as error:
         raise VideoWriteError(job.target, f"writing the output failed ({_ffmpeg_reason(error)}); "
                                           f"finished segments are kept in {work} for --resume") from None
-    except ValueError as error:
-        # A segment whose packet count does not match the manifest: its encode must be redone.
+    except SegmentMismatchError as error:
         raise VideoWriteError(job.target, f"{error}; delete {work} and run again") from None
     finally:
         temporary.unlink(missing_ok=True)
@@ -475,18 +474,29 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
 
 
 def _check_container(target: Path, temporary: Path, codec: str) -> None:
-    """Check that the output suffix names a container that can hold ``codec``."""
+    """Check that the output suffix names a container that can hold ``codec``.
+
+    Adding a stream raises ValueError only when the muxer rejects the codec for certain, so
+    containers with short codec lists (MPEG-TS) still take what they can mux.
+    """
     try:
-        with av.open(str(temporary), "w") as probe:
-            supported = probe.supported_codecs
+        probe = av.open(str(temporary), "w")
     except (av.FFmpegError, ValueError):
+        temporary.unlink(missing_ok=True)
         raise VideoWriteError(target, f"unknown container for suffix {target.suffix!r}; "
                                       f"use .mp4, .mkv, .mov or .webm") from None
+    try:
+        if probe.format.name == "avi":
+            # AVI counts frames at one fixed rate, so it cannot keep the source timestamps.
+            raise VideoWriteError(target, "AVI output cannot keep the source timestamps; use .mkv or .mp4")
+        try:
+            probe.add_stream(codec)
+        except ValueError:
+            raise VideoWriteError(target, f"the {target.suffix} container cannot hold {codec}; "
+                                          f"use .mkv or another --codec") from None
     finally:
+        probe.close()
         temporary.unlink(missing_ok=True)
-    if codec not in supported and av.Codec(codec, "w").name not in supported:
-        raise VideoWriteError(target, f"the {target.suffix} container cannot hold {codec}; "
-                                      f"use .mkv or another --codec")
 
 
 def _run_stages(job: VideoJob, info: _SourceInfo, upscaler: Upscaler, settings: VideoSettings,
@@ -509,7 +519,7 @@ def _run_stages(job: VideoJob, info: _SourceInfo, upscaler: Upscaler, settings: 
             frame.color_range = writer.config.color["color_range"]
             if pix_fmt != working:
                 frame = frame.reformat(format=pix_fmt)
-            record = writer.write(frame, item.pts, item.duration)
+            record = writer.write(frame, item.index, item.pts, item.duration)
             if record is not None and on_segment is not None:
                 on_segment(record)
         if not stages.stop.is_set():

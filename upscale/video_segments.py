@@ -5,9 +5,9 @@ consecutive frames, written to ``seg-NNNNN.mkv`` in the work folder under a temp
 renamed when complete. ``manifest.json`` lists the finished segments with the source
 timestamps of their frames, so a resumed job starts after the last finished segment.
 
-Timestamps of the joined output come from the manifest, not from the segment files: Matroska
-stores times in milliseconds, which would round 30000/1001 rates. Inside a segment only the order
-of presentation times is read back. Decode timestamps are rebuilt as the sorted presentation
+Timestamps of the joined output come from the manifest, not from the segment files: frames are
+encoded with their index as pts, and Matroska stores times in milliseconds, which would round
+30000/1001 rates. Inside a segment only the order of presentation times is read back. Decode timestamps are rebuilt as the sorted presentation
 times delayed by the encoder's reorder depth, which keeps them increasing across segment joins
 and never later than the presentation times.
 """
@@ -28,8 +28,8 @@ import av
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EncoderConfig", "Manifest", "SegmentRecord", "SegmentWriter", "join_segments",
-           "remove_work_folder"]
+__all__ = ["EncoderConfig", "Manifest", "SegmentMismatchError", "SegmentRecord", "SegmentWriter",
+           "join_segments", "remove_work_folder"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -86,6 +86,10 @@ class Manifest:
         return manifest
 
 
+class SegmentMismatchError(ValueError):
+    """A segment file whose packet count differs from the frames its manifest entry lists."""
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Settings of the video encoder that every segment uses."""
@@ -95,7 +99,8 @@ class EncoderConfig:
     height: int
     pix_fmt: str
     rate: Fraction
-    time_base: Fraction
+    """Frame rate given to the encoder. Its time base is 1 / rate, and frame i gets pts i, because
+    some encoders (MPEG-2) accept only a time base of 1 / (a standard rate)."""
     options: dict[str, str]
     color: dict[str, int]
     """``color_range``, ``colorspace``, ``color_primaries`` and ``color_trc`` values of FFmpeg."""
@@ -121,17 +126,20 @@ class SegmentWriter:
         self._container = av.open(str(self._temporary), "w", format="matroska")
         stream = self._container.add_stream(config.codec, rate=config.rate, options=dict(config.options))
         stream.width, stream.height, stream.pix_fmt = config.width, config.height, config.pix_fmt
-        stream.codec_context.time_base = config.time_base
+        stream.codec_context.time_base = 1 / config.rate
         for name, value in config.color.items():
             setattr(stream.codec_context, name, value)
         self._stream = stream
 
-    def write(self, frame: av.VideoFrame, pts: int, duration: int) -> SegmentRecord | None:
-        """Encode one frame; returns the segment record when this frame completed a segment."""
+    def write(self, frame: av.VideoFrame, index: int, pts: int, duration: int) -> SegmentRecord | None:
+        """Encode frame ``index`` of the video; ``pts`` and ``duration`` are its source times.
+
+        Returns the segment record when this frame completed a segment.
+        """
         if self._container is None:
             self._open()
-        frame.pts = pts
-        frame.time_base = self.config.time_base
+        frame.pts = index
+        frame.time_base = 1 / self.config.rate
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self._pts.append(pts)
@@ -191,7 +199,7 @@ def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Ite
     for segment in manifest.segments:
         packets, ranks = _segment_packets(folder / segment.file)
         if len(packets) != len(segment.pts):
-            raise ValueError(f"segment {segment.file} has {len(packets)} packets but the manifest "
+            raise SegmentMismatchError(f"segment {segment.file} has {len(packets)} packets but the manifest "
                              f"lists {len(segment.pts)} frames")
         depth = max(depth, *(position - rank for position, rank in enumerate(ranks)))
         layout.append((folder / segment.file, offset))
@@ -211,8 +219,8 @@ def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Ite
             yield packet
 
 
-def _aac_packets(source_path: Path, stream_index: int, encoder_stream) -> Iterator[av.Packet]:
-    """Decode one audio stream of the source and encode it with the AAC ``encoder_stream``."""
+def _reencoded_packets(source_path: Path, stream_index: int, encoder_stream) -> Iterator[av.Packet]:
+    """Decode one audio stream of the source and encode it with ``encoder_stream``."""
     resampler = av.AudioResampler(format="fltp", layout=encoder_stream.layout, rate=encoder_stream.rate)
     with av.open(str(source_path)) as source:
         for packet in source.demux(source.streams[stream_index]):
@@ -237,35 +245,60 @@ def _seconds(packet: av.Packet) -> float:
     return float((time or 0) * packet.time_base)
 
 
-def _plan_streams(source: av.container.InputContainer, supported: set[str],
-                  audio: bool) -> tuple[list[tuple[int, str]], list[str]]:
-    """Choose ``copy`` or ``aac`` for each audio and subtitle stream; returns the plan and notices.
+def _audio_encoder(output: av.container.OutputContainer, rate: int):
+    """Add an AAC audio stream, or Opus where the container rejects AAC (WebM); returns it and its name.
 
-    Audio that the output container cannot hold is re-encoded to AAC, and subtitles it cannot
-    hold are dropped. Data and attachment streams are not carried over.
+    Returns (None, "") when the container takes neither.
     """
-    plan: list[tuple[int, str]] = []
+    try:
+        return output.add_stream("aac", rate=rate), "AAC"
+    except ValueError:
+        pass
+    try:
+        # libopus encodes 48, 24, 16, 12 or 8 kHz only, so the resampler converts to 48 kHz.
+        return output.add_stream("libopus", rate=48000), "Opus"
+    except ValueError:
+        return None, ""
+
+
+def _add_other_streams(output: av.container.OutputContainer, source: av.container.InputContainer,
+                       source_path: Path, audio: bool) -> tuple[list, list[Iterator[av.Packet]], list[str]]:
+    """Add the source's audio and subtitle streams to ``output``, copied where the container allows.
+
+    Audio that the output container rejects is re-encoded to AAC (Opus for WebM), and subtitles
+    it rejects are dropped. PyAV raises ValueError only for codecs the muxer rejects for certain, so codecs it
+    cannot vouch for (MPEG-TS lists few) are tried as copies. Data and attachment streams are not
+    carried over. Returns the output streams, their packet sources and notices for the user.
+    """
+    targets: list = []
+    sources: list[Iterator[av.Packet]] = []
     notices: list[str] = []
     for stream in source.streams:
+        if stream.type not in ("audio", "subtitle") or (stream.type == "audio" and not audio):
+            continue
         # The codec's canonical name ("mp3", "subrip"), not its decoder's ("mp3float", "srt").
         name = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
-        if stream.type == "audio" and audio:
-            if name in supported:
-                plan.append((stream.index, "copy"))
-            elif "aac" in supported:
-                plan.append((stream.index, "aac"))
-                notices.append(f"audio stream {stream.index} ({name}) re-encoded to AAC, because the "
-                               f"output container cannot hold {name}")
-            else:
-                notices.append(f"audio stream {stream.index} ({name}) dropped: the output container "
-                               f"holds neither {name} nor AAC")
-        elif stream.type == "subtitle":
-            if name in supported:
-                plan.append((stream.index, "copy"))
-            else:
-                notices.append(f"subtitle stream {stream.index} ({name}) dropped: the output container "
-                               f"cannot hold {name}")
-    return plan, notices
+        try:
+            targets.append(output.add_stream_from_template(stream))
+            sources.append(_copied_packets(source_path, stream.index))
+            continue
+        except ValueError:
+            pass
+        if stream.type == "subtitle":
+            notices.append(f"subtitle stream {stream.index} ({name}) dropped: the output container "
+                           f"cannot hold {name}")
+            continue
+        encoder, label = _audio_encoder(output, stream.rate)
+        if encoder is None:
+            notices.append(f"audio stream {stream.index} ({name}) dropped: the output container "
+                           f"holds neither {name} nor AAC nor Opus")
+            continue
+        encoder.layout = stream.layout
+        targets.append(encoder)
+        sources.append(_reencoded_packets(source_path, stream.index, encoder))
+        notices.append(f"audio stream {stream.index} ({name}) re-encoded to {label}, because the "
+                       f"output container cannot hold {name}")
+    return targets, sources, notices
 
 
 def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: Path,
@@ -278,24 +311,18 @@ def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: P
     """
     with av.open(str(target), "w") as output, av.open(str(source_path)) as source:
         with av.open(str(folder / manifest.segments[0].file)) as first:
-            video = output.add_stream_from_template(first.streams.video[0])
+            # opaque=True copies the codec parameters as they are, so no encoder of that codec is
+            # needed (PyAV 18 otherwise looks one up by the decoder's name, such as libdav1d).
+            video = output.add_stream_from_template(first.streams.video[0], opaque=True)
         video.time_base = video_time_base
         video.codec_context.framerate = rate
         sources: list[Iterator[av.Packet]] = [_video_packets(folder, manifest, video_time_base)]
         targets = [video]
 
-        # Each copied stream reads the source on its own, so the merge below can interleave them.
-        plan, notices = _plan_streams(source, output.supported_codecs, audio)
-        for index, action in plan:
-            template = source.streams[index]
-            if action == "copy":
-                targets.append(output.add_stream_from_template(template))
-                sources.append(_copied_packets(source_path, index))
-            else:
-                encoder = output.add_stream("aac", rate=template.rate)
-                encoder.layout = template.layout
-                targets.append(encoder)
-                sources.append(_aac_packets(source_path, index, encoder))
+        # Each other stream reads the source on its own, so the merge below can interleave them.
+        other_targets, other_sources, notices = _add_other_streams(output, source, source_path, audio)
+        targets += other_targets
+        sources += other_sources
 
         # Merge the packet streams by decode time, so the muxer buffers few packets.
         heap: list[tuple[float, int, av.Packet]] = []
