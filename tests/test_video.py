@@ -383,11 +383,11 @@ def test_audio_reencoded_when_container_rejects(tmp_path, upscaler, source_name,
 
 def test_subtitles_copied_or_dropped(tmp_path, upscaler):
     source = make_clip(tmp_path / "in.mkv", subtitle=True)
-    kept = upscale_video(VideoJob(source, tmp_path / "out.mkv"), upscaler, SETTINGS)
+    copied = upscale_video(VideoJob(source, tmp_path / "out.mkv"), upscaler, SETTINGS)
     with av.open(str(tmp_path / "out.mkv")) as container:
         cues = [bytes(p) for p in container.demux(container.streams.subtitles[0]) if p.size]
     assert cues == [b"hello"]
-    assert kept.notices == []
+    assert copied.notices == []
 
     # MP4 holds only mov_text subtitles, so SubRip is dropped with a notice.
     dropped = upscale_video(VideoJob(source, tmp_path / "out.mp4"), upscaler, SETTINGS)

@@ -249,6 +249,12 @@ def _probe(path: Path) -> _SourceInfo:
     except av.FFmpegError as error:
         raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(error)}); check that the "
                                    f"file is complete and is a video") from None
+    except VideoError:
+        raise
+    except ValueError as error:
+        # PyAV raises ValueError (UnknownCodecError) for a stream without a decoder in this build.
+        raise VideoReadError(path, f"unsupported video codec ({error}); convert the file with FFmpeg "
+                                   f"to a common codec such as H.264 first") from None
 
 
 def _ffmpeg_reason(error: av.FFmpegError) -> str:

@@ -5,11 +5,11 @@ consecutive frames, written to ``seg-NNNNN.mkv`` in the work folder under a temp
 renamed when complete. ``manifest.json`` lists the finished segments with the source
 timestamps of their frames, so a resumed job starts after the last finished segment.
 
-Timestamps of the joined output come from the manifest, not from the segment files: frames are
-encoded with their index as pts, and Matroska stores times in milliseconds, which would round
-30000/1001 rates. Inside a segment only the order of presentation times is read back. Decode timestamps are rebuilt as the sorted presentation
-times delayed by the encoder's reorder depth, which keeps them increasing across segment joins
-and never later than the presentation times.
+Timestamps of the joined output come from the manifest. Frames are encoded with their frame
+index as pts, because some encoders (MPEG-2) accept only standard time bases, so a segment file
+only gives the presentation order of its packets. Decode timestamps are rebuilt as the sorted
+presentation times delayed by the encoder's reorder depth. That keeps them increasing across
+segment joins and never later than the presentation times.
 """
 
 from __future__ import annotations
@@ -199,8 +199,8 @@ def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Ite
     for segment in manifest.segments:
         packets, ranks = _segment_packets(folder / segment.file)
         if len(packets) != len(segment.pts):
-            raise SegmentMismatchError(f"segment {segment.file} has {len(packets)} packets but the manifest "
-                             f"lists {len(segment.pts)} frames")
+            raise SegmentMismatchError(f"segment {segment.file} has {len(packets)} packets but the "
+                                       f"manifest lists {len(segment.pts)} frames")
         depth = max(depth, *(position - rank for position, rank in enumerate(ranks)))
         layout.append((folder / segment.file, offset))
         offset += len(packets)
@@ -221,7 +221,8 @@ def _video_packets(folder: Path, manifest: Manifest, time_base: Fraction) -> Ite
 
 def _reencoded_packets(source_path: Path, stream_index: int, encoder_stream) -> Iterator[av.Packet]:
     """Decode one audio stream of the source and encode it with ``encoder_stream``."""
-    resampler = av.AudioResampler(format="fltp", layout=encoder_stream.layout, rate=encoder_stream.rate)
+    resampler = av.AudioResampler(format=encoder_stream.codec_context.format.name,
+                                  layout=encoder_stream.layout, rate=encoder_stream.rate)
     with av.open(str(source_path)) as source:
         for packet in source.demux(source.streams[stream_index]):
             for frame in packet.decode():
