@@ -8,6 +8,7 @@ succeeded, 1 when any input failed, 2 for usage errors (typer's own code for bad
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -535,7 +536,7 @@ def video(
     scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4; default 2, or the scale of --weights.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
-    codec: Annotated[Optional[str], typer.Option("--codec", help="Video encoder: h264, hevc, vp9, av1, ffv1 or any FFmpeg encoder name; default vp9 for .webm, else h264.", show_default=False)] = None,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Video encoder: h264, hevc, vp9, av1, ffv1 or another name that --list-codecs prints; default vp9 for .webm, else h264.", show_default=False)] = None,
     crf: Annotated[Optional[int], typer.Option("--crf", min=0, help="Constant rate factor (lower is better quality); default 18 for h264, 20 for hevc, 30 for vp9 and av1.", show_default=False)] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, for example medium or slow (h264, hevc) or 8 (av1).", show_default=False)] = None,
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format, for example yuv420p; default yuv420p for 4:2:0 sources, else yuv444p.", show_default=False)] = None,
@@ -555,6 +556,8 @@ def video(
     Exit codes: 0 when every input succeeded, 1 when any failed, 2 for usage errors, 130 after Ctrl-C.
     """
     _setup_logging(quiet)
+    # SVT-AV1 prints its settings for every segment unless SVT_LOG limits it to errors (level 1).
+    os.environ.setdefault("SVT_LOG", "1")
     from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
     from upscale import BackendError, Upscaler
     try:

@@ -289,6 +289,8 @@ def _encoder_config(job: VideoJob, settings: VideoSettings, info: _SourceInfo, s
         options["crf"] = str(crf)
         if codec_name in ("libvpx-vp9", "libvpx"):
             options["b"] = "0"  # libvpx uses constant quality only when the bit-rate target is 0
+    if codec_name == "libx265":
+        options["x265-params"] = "log-level=error"  # x265 prints its settings for every segment otherwise
     if settings.preset is not None:
         if codec_name not in _PRESET_ENCODERS:
             raise VideoWriteError(job.target, f"encoder {codec_name} has no --preset; leave it out")
