@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import av
-import cv2
 import numpy as np
 
 from .backends import LumaNetwork
 from .color import video_luma_to_y, y_to_video_luma
-from .pipeline import upscale_luma_batch
+from .pipeline import _bicubic, _quantize, upscale_luma_batch
 
 __all__ = ["PlaneFrame", "working_format", "frame_to_planes", "planes_to_frame", "upscale_frames"]
 
@@ -98,11 +97,6 @@ def planes_to_frame(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, working: str)
     return frame
 
 
-def _bicubic(plane: np.ndarray, scale: int) -> np.ndarray:
-    height, width = plane.shape
-    return cv2.resize(plane, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
-
-
 def upscale_frames(frames: list[PlaneFrame], network: LumaNetwork, full_range: bool,
                    tile: int | None = None) -> list[PlaneFrame]:
     """Upscale frames of equal size by ``network.scale``: luma as one batch, chroma frame by frame.
@@ -113,13 +107,10 @@ def upscale_frames(frames: list[PlaneFrame], network: LumaNetwork, full_range: b
         return []
     s = network.scale
 
-    # Network on luma: codes → studio-range Y / 255 → network → codes, rounded to uint8.
+    # Network on luma: codes → studio-range Y / 255 → network → codes / 255, rounded to uint8.
     luma = video_luma_to_y(np.stack([f.y for f in frames]), full_range)
     codes = y_to_video_luma(upscale_luma_batch(luma, network, tile), full_range)
-    np.multiply(codes, np.float32(255.0), out=codes)
-    np.rint(codes, out=codes)
-    np.clip(codes, 0.0, 255.0, out=codes)
-    upscaled_luma = codes.astype(np.uint8)
+    upscaled_luma = _quantize(codes, 255.0, np.dtype(np.uint8))
 
     # cv2.resize saturates uint8 results, so bicubic overshoot is clipped to 0–255.
     return [PlaneFrame(f.index, f.pts, f.duration, upscaled_luma[i], _bicubic(f.cb, s), _bicubic(f.cr, s))
