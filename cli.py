@@ -601,6 +601,8 @@ def video(
                     failed.append((job.source, error.reason if error.path == job.source else str(error)))
                 except OSError as error:
                     failed.append((job.source, f"{error.strerror or error} ({error.filename or job.target})"))
+                except MemoryError:
+                    failed.append((job.source, "out of memory; pass a smaller --tile or --batch"))
                 else:
                     written += 1
                     for notice in result.notices:
