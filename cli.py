@@ -1,4 +1,4 @@
-"""Command-line interface of sesr: ``upscale``, ``models``, ``eval``, ``train`` and ``estimate``.
+"""Command-line interface of sesr: ``upscale``, ``video``, ``models``, ``eval``, ``train`` and ``estimate``.
 
 Only this module decides exit codes and renders output. ``upscale`` exits with 0 when every input
 succeeded, 1 when any input failed, 2 for usage errors (typer's own code for bad options) and
@@ -8,6 +8,7 @@ succeeded, 1 when any input failed, 2 for usage errors (typer's own code for bad
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -515,6 +516,142 @@ def estimate(
         for warning in cost.warnings:
             stderr.print(f"[yellow]warning:[/yellow] {cost.model} on {spec.name}: {warning}",
                          highlight=False, soft_wrap=True)
+
+
+def _print_encoders(value: bool) -> None:
+    if value:
+        try:
+            from upscale.video import available_encoders
+        except ImportError:
+            raise _usage_error("sesr video needs PyAV: pip install 'av>=18' (Python 3.11 or newer)") from None
+
+        stdout.print(" ".join(available_encoders()), highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def video(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files or folders of videos.", show_default=False, metavar="INPUT")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file for one input file, otherwise an output folder.", show_default=False)],
+    scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4; default 2, or the scale of --weights.", show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Video encoder: h264, hevc, vp9, av1, ffv1 or another name that --list-codecs prints; default vp9 for .webm, else h264.", show_default=False)] = None,
+    crf: Annotated[Optional[int], typer.Option("--crf", min=0, help="Constant rate factor (lower is better quality); default 18 for h264, 20 for hevc, 30 for vp9 and av1.", show_default=False)] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, for example medium or slow (h264, hevc) or 8 (av1).", show_default=False)] = None,
+    pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format, for example yuv420p; default yuv420p for 4:2:0 sources, else yuv444p.", show_default=False)] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop the audio streams.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted job from its last finished segment in OUTPUT.partial/.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.001, help="Length of a resumable segment in seconds of video.")] = 10.0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per network call.")] = 4,
+    tile: Annotated[Optional[int], typer.Option("--tile", min=0, help="Tile side in input pixels; 0 = whole frame; default 512 for frames over 1 megapixel.", show_default=False)] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for the backend; 0 = all cores.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
+    list_codecs: Annotated[bool, typer.Option("--list-codecs", callback=_print_encoders, is_eager=True, help="Print the video encoders of the installed PyAV and exit.")] = False,
+) -> None:
+    """Upscale videos ×2 or ×4, keeping timing, audio, subtitles, rotation and color tags.
+
+    Exit codes: 0 when every input succeeded, 1 when any failed, 2 for usage errors, 130 after Ctrl-C.
+    """
+    _setup_logging(quiet)
+    # SVT-AV1 prints its settings for every segment unless SVT_LOG limits it to errors (level 1).
+    os.environ.setdefault("SVT_LOG", "1")
+    from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
+    from upscale import BackendError, Upscaler
+    try:
+        from upscale.video import VideoError, VideoSettings, plan_video_jobs, upscale_video
+    except ImportError:
+        raise _usage_error("sesr video needs PyAV, which installs with sesr on Python 3.11 and newer: "
+                           "pip install 'av>=18'") from None
+
+    if scale is not None and scale not in (2, 4):
+        raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    try:
+        variant_spec(model)
+    except UnknownModelError as error:
+        raise _usage_error(str(error))
+    try:
+        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads)
+    except (MissingWeightsError, WeightsFileError, BackendError) as error:
+        raise _usage_error(str(error))
+    if weights is not None and scale is not None and upscaler.scale != scale:
+        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
+                           f"pass --scale {upscaler.scale} or leave --scale out")
+    settings = VideoSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
+                             tile=tile, batch_frames=batch, segment_seconds=segment_seconds)
+    plan = plan_video_jobs([str(path) for path in inputs], output, overwrite=overwrite)
+    if not plan.jobs and not plan.failed:
+        raise _usage_error("no video files found in the inputs")
+    if len(plan.jobs) > 1 or any(path.is_dir() for path in inputs):
+        output.mkdir(parents=True, exist_ok=True)
+
+    failed = list(plan.failed)
+    written = 0
+    show_progress = not quiet and stderr.is_terminal
+    try:
+        with _VideoProgress(show_progress) as progress:
+            for job in plan.jobs:
+                progress.start(job.source.name)
+                try:
+                    job.target.parent.mkdir(parents=True, exist_ok=True)
+                    result = upscale_video(job, upscaler, settings, resume=resume, on_progress=progress.update)
+                except VideoError as error:
+                    failed.append((job.source, error.reason if error.path == job.source else str(error)))
+                except OSError as error:
+                    failed.append((job.source, f"{error.strerror or error} ({error.filename or job.target})"))
+                except MemoryError:
+                    failed.append((job.source, "out of memory; pass a smaller --tile or --batch"))
+                else:
+                    written += 1
+                    for notice in result.notices:
+                        stderr.print(f"[yellow]notice:[/yellow] {escape(str(job.source))}: {escape(notice)}",
+                                     highlight=False, soft_wrap=True)
+                progress.finish()
+    except KeyboardInterrupt:
+        stderr.print("interrupted; no partial file was left under an output name. Rerun with --resume "
+                     "to continue from the last finished segment.")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+    if not quiet or failed:
+        stderr.print(f"{written} written, {len(failed)} failed", highlight=False, soft_wrap=True)
+    for path, reason in failed:
+        stderr.print(f"[red]failed:[/red] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+class _VideoProgress:
+    """A rich progress bar over the frames of the current video; its total may be an estimate."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("frames{task.fields[estimate]}"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=stderr, disable=not enabled)
+        self.task = None
+
+    def __enter__(self) -> _VideoProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, name: str) -> None:
+        self.task = self.progress.add_task(name[-40:], total=None, estimate="")
+
+    def update(self, done: int, total: int, estimated: bool) -> None:
+        # Matroska and WebM store no frame count, so the total is duration × rate there.
+        self.progress.update(self.task, completed=done, total=total,
+                             estimate=" (total estimated)" if estimated else "")
+
+    def finish(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "gray_to_y", "y_to_gray"]
+__all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "gray_to_y", "y_to_gray", "video_luma_to_y",
+           "y_to_video_luma"]
 
 _FORWARD = np.array([[65.481, 128.553, 24.966],
                      [-37.797, -74.203, 112.000],
@@ -57,3 +58,32 @@ def gray_to_y(gray: np.ndarray) -> np.ndarray:
 def y_to_gray(y: np.ndarray) -> np.ndarray:
     """Exact inverse of ``gray_to_y``; no clipping."""
     return (np.asarray(y, dtype=np.float32) - np.float32(_OFFSET[0])) / np.float32(_LUMA_GAIN)
+
+
+# Video luma codes come in two ranges (ITU-T H.273 VideoFullRangeFlag): limited range puts black
+# and white at codes 16 and 235 of 255, which is the studio range above, and full range uses 0
+# and 255. Decoded video is already YCbCr in the source's own matrix (BT.601, BT.709, ...), so
+# only the range needs mapping before the network receives it.
+_FULL_TO_STUDIO_GAIN = np.float32(219.0 / 255.0)
+_STUDIO_OFFSET = np.float32(16.0 / 255.0)
+
+
+def video_luma_to_y(codes: np.ndarray, full_range: bool) -> np.ndarray:
+    """Map 8-bit video luma codes to studio-range luma / 255, float32.
+
+    Limited-range codes are returned as codes / 255. Full-range codes map to (16 + 219·code/255) / 255.
+    """
+    y = np.asarray(codes, dtype=np.float32) / np.float32(255.0)
+    if full_range:
+        y *= _FULL_TO_STUDIO_GAIN
+        y += _STUDIO_OFFSET
+    return y
+
+
+def y_to_video_luma(y: np.ndarray, full_range: bool) -> np.ndarray:
+    """Exact inverse of ``video_luma_to_y``: luma codes / 255, float32, not clipped or rounded."""
+    y = np.array(y, dtype=np.float32)
+    if full_range:
+        y -= _STUDIO_OFFSET
+        y /= _FULL_TO_STUDIO_GAIN
+    return y

@@ -19,7 +19,8 @@ import numpy as np
 from .backends import LumaNetwork
 from .color import gray_to_y, rgb_to_ycbcr, y_to_gray, ycbcr_to_rgb
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "AUTO_TILE_PIXELS", "AUTO_TILE"]
+__all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "upscale_luma_batch",
+           "AUTO_TILE_PIXELS", "AUTO_TILE"]
 
 # Images with more LR pixels than this are tiled when no tile size is given, so one network call
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
@@ -122,6 +123,35 @@ def upscale_luma(luma: np.ndarray, network: LumaNetwork, padding: Padding | None
     padded = cv2.copyMakeBorder(np.ascontiguousarray(luma, dtype=np.float32), top, bottom, left, right,
                                 cv2.BORDER_REFLECT_101)
     return _crop(network(padded[None, None])[0, 0], padding, network.scale)
+
+
+def upscale_luma_batch(luma: np.ndarray, network: LumaNetwork, tile: int | None = None) -> np.ndarray:
+    """Upscale N×H×W float32 luma / 255 of N equal-sized frames, in tiles, one network call per tile.
+
+    Each tile is run for all N frames at once, so the backend receives an N×1×h×w batch. Tiles read
+    a halo and the frame borders are mirrored as in ``upscale_array``, so the result equals
+    ``upscale_luma`` on each frame alone. Returns N×sH×sW float32, clipped to [0, 1] by the network.
+    """
+    if luma.ndim != 3:
+        raise ValueError(f"expected N×H×W luma, got shape {luma.shape}")
+    frames, height, width = luma.shape
+    s = network.scale
+    plan = plan_tiles(height, width, tile, network.receptive_radius)
+    output = np.empty((frames, height * s, width * s), dtype=np.float32)
+
+    for t in plan:
+        top, bottom = plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom)
+        left, right = plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right)
+        region = np.asarray(luma[:, t.read_top:t.read_bottom, t.read_left:t.read_right], dtype=np.float32)
+        # numpy's "reflect" leaves the edge pixel out, like OpenCV's BORDER_REFLECT_101.
+        padded = np.pad(region, ((0, 0), (top, bottom), (left, right)), mode="reflect")
+        result = network(padded[:, None])[:, 0]
+
+        # After padding, every tile's core starts ``halo`` LR pixels from the padded corner.
+        y0 = x0 = plan.halo * s
+        output[:, t.top * s:t.bottom * s, t.left * s:t.right * s] = \
+            result[:, y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
+    return output
 
 
 def _crop(upscaled: np.ndarray, padding: Padding, scale: int) -> np.ndarray:
