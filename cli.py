@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -525,7 +526,7 @@ def _print_encoders(value: bool) -> None:
         except ImportError:
             raise _usage_error("sesr video needs PyAV: pip install 'av>=18' (Python 3.11 or newer)") from None
 
-        stdout.print(" ".join(available_encoders()), highlight=False, soft_wrap=True)
+        stdout.print("\n".join(available_encoders()), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_OK)
 
 
@@ -536,42 +537,71 @@ def video(
     scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4; default 2, or the scale of --weights.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
-    codec: Annotated[Optional[str], typer.Option("--codec", help="Video encoder: h264, hevc, vp9, av1, ffv1 or another name that --list-codecs prints; default vp9 for .webm, else h264.", show_default=False)] = None,
-    crf: Annotated[Optional[int], typer.Option("--crf", min=0, help="Constant rate factor (lower is better quality); default 18 for h264, 20 for hevc, 30 for vp9 and av1.", show_default=False)] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset, for example medium or slow (h264, hevc) or 8 (av1).", show_default=False)] = None,
+    codec: Annotated[Optional[str], typer.Option("--codec", help="Video encoder: h264, hevc, vp9, vp8, av1, ffv1 or another name that --list-codecs prints; default vp9 for .webm, else h264.", show_default=False)] = None,
+    crf: Annotated[Optional[int], typer.Option("--crf", min=0, help="Constant rate factor (lower is better quality): 0-51 for h264 and hevc, 0-63 for vp9, 4-63 for vp8, 1-63 for av1; default 18 for h264, 20 for hevc, 30 for vp9 and av1.", show_default=False)] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset: ultrafast to placebo, for example medium or slow (h264, hevc), or -2 to 13 (av1).", show_default=False)] = None,
     pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format, for example yuv420p; default yuv420p for 4:2:0 sources, else yuv444p.", show_default=False)] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop the audio streams.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted job from its last finished segment in OUTPUT.partial/.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted job from its last finished segment in OUTPUT.partial/; an existing output without a work folder counts as done.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing output files and process only missing ones.")] = False,
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.001, help="Length of a resumable segment in seconds of video.")] = 10.0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per network call.")] = 4,
     tile: Annotated[Optional[int], typer.Option("--tile", min=0, help="Tile side in input pixels; 0 = whole frame; default 512 for frames over 1 megapixel.", show_default=False)] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads for the backend; 0 = all cores.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for the backend; 0 = all cores.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
-    list_codecs: Annotated[bool, typer.Option("--list-codecs", callback=_print_encoders, is_eager=True, help="Print the video encoders of the installed PyAV and exit.")] = False,
+    list_codecs: Annotated[bool, typer.Option("--list-codecs", callback=_print_encoders, is_eager=True, help="Print the video encoders of the installed PyAV, short names first, and exit.")] = False,
 ) -> None:
     """Upscale videos ×2 or ×4, keeping timing, audio, subtitles, rotation and color tags.
 
-    Exit codes: 0 when every input succeeded, 1 when any failed, 2 for usage errors, 130 after Ctrl-C.
+    Exit codes: 0 when every input succeeded or was skipped, 1 when any failed, 2 for invalid
+    options, 130 after Ctrl-C.
     """
     _setup_logging(quiet)
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
     # SVT-AV1 prints its settings for every segment unless SVT_LOG limits it to errors (level 1).
     os.environ.setdefault("SVT_LOG", "1")
     from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
     from upscale import BackendError, Upscaler
     try:
-        from upscale.video import VideoError, VideoSettings, plan_video_jobs, upscale_video
+        from upscale.video import (ExistingPolicy, VideoError, VideoSettings, VideoSettingsError,
+                                   check_encoder_settings, encoder_name, plan_video_jobs, upscale_video)
     except ImportError:
         raise _usage_error("sesr video needs PyAV, which installs with sesr on Python 3.11 and newer: "
                            "pip install 'av>=18'") from None
 
+    # Options first, before any input is read.
+    if overwrite and skip_existing:
+        raise _usage_error("--overwrite and --skip-existing exclude each other; pass one")
     if scale is not None and scale not in (2, 4):
         raise _usage_error(f"--scale must be 2 or 4, got {scale}")
     try:
         variant_spec(model)
     except UnknownModelError as error:
         raise _usage_error(str(error))
+    settings = VideoSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
+                             tile=tile, batch_frames=batch, segment_seconds=segment_seconds)
+    try:
+        if codec is not None:
+            check_encoder_settings(settings, encoder_name(codec, ".mkv"))
+    except VideoSettingsError as error:
+        raise _usage_error(str(error))
+    _check_video_output(inputs, output, codec)
+
+    existing = (ExistingPolicy.OVERWRITE if overwrite else
+                ExistingPolicy.SKIP if skip_existing else ExistingPolicy.FAIL)
+    plan = plan_video_jobs([str(path) for path in inputs], output, existing=existing, resume=resume, codec=codec)
+    try:
+        # Without --codec the encoder depends on each output's suffix (vp9 for .webm).
+        for encoder in sorted({encoder_name(codec, job.target.suffix) for job in plan.jobs}):
+            check_encoder_settings(settings, encoder)
+    except VideoSettingsError as error:
+        raise _usage_error(str(error))
+    if not plan.jobs and not plan.failed and not plan.skipped_existing:
+        raise _usage_error("no video files found in the inputs")
+
     try:
         upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads)
     except (MissingWeightsError, WeightsFileError, BackendError) as error:
@@ -579,11 +609,6 @@ def video(
     if weights is not None and scale is not None and upscaler.scale != scale:
         raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
                            f"pass --scale {upscaler.scale} or leave --scale out")
-    settings = VideoSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, audio=not no_audio,
-                             tile=tile, batch_frames=batch, segment_seconds=segment_seconds)
-    plan = plan_video_jobs([str(path) for path in inputs], output, overwrite=overwrite)
-    if not plan.jobs and not plan.failed:
-        raise _usage_error("no video files found in the inputs")
     if len(plan.jobs) > 1 or any(path.is_dir() for path in inputs):
         output.mkdir(parents=True, exist_ok=True)
 
@@ -594,31 +619,81 @@ def video(
         with _VideoProgress(show_progress) as progress:
             for job in plan.jobs:
                 progress.start(job.source.name)
+                started = time.monotonic()
                 try:
                     job.target.parent.mkdir(parents=True, exist_ok=True)
                     result = upscale_video(job, upscaler, settings, resume=resume, on_progress=progress.update)
                 except VideoError as error:
                     failed.append((job.source, error.reason if error.path == job.source else str(error)))
+                    progress.fail()
+                    continue
                 except OSError as error:
                     failed.append((job.source, f"{error.strerror or error} ({error.filename or job.target})"))
+                    progress.fail()
+                    continue
                 except MemoryError:
                     failed.append((job.source, "out of memory; pass a smaller --tile or --batch"))
-                else:
-                    written += 1
-                    for notice in result.notices:
-                        stderr.print(f"[yellow]notice:[/yellow] {escape(str(job.source))}: {escape(notice)}",
-                                     highlight=False, soft_wrap=True)
-                progress.finish()
+                    progress.fail()
+                    continue
+                written += 1
+                progress.finish(result.frames)
+                if quiet:
+                    continue
+                notices = [plan.notices[job.source]] if job.source in plan.notices else []
+                for notice in notices + result.notices:
+                    stderr.print(f"[yellow]warning:[/yellow] {escape(str(job.source))}: {escape(notice)}",
+                                 highlight=False, soft_wrap=True)
+                resumed = f", {result.resumed_frames} of them resumed" if result.resumed_frames else ""
+                stderr.print(f"wrote {escape(str(job.target))} ({result.frames} frames{resumed}, "
+                             f"{time.monotonic() - started:.1f} s)", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         stderr.print("interrupted; no partial file was left under an output name. Rerun with --resume "
                      "to continue from the last finished segment.")
         raise typer.Exit(EXIT_INTERRUPTED)
 
+    _print_video_summary(plan, written, failed, quiet)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _check_video_output(inputs: list[Path], output: Path, codec: Optional[str]) -> None:
+    """Reject an output path that cannot work for these inputs, as ``sesr upscale`` does."""
+    from upscale.video import VIDEO_SUFFIXES, container_holds, encoder_name
+
+    single_file = len(inputs) == 1 and inputs[0].is_file()
+    names_file = output.suffix.lower() in VIDEO_SUFFIXES and not output.is_dir()
+    if output.exists() and not output.is_dir() and not single_file:
+        raise _usage_error(f"{output} is a file; a folder or several inputs need an output folder")
+    if names_file and not single_file:
+        raise _usage_error(f"output {output} looks like a file name, but the input is a folder or several "
+                           f"files; give an output folder")
+    if not (names_file and single_file):
+        return
+    encoder = encoder_name(codec, output.suffix)
+    label = codec or ("vp9" if output.suffix.lower() == ".webm" else "h264")
+    if output.suffix.lower() == ".avi":
+        raise _usage_error(f"output {output}: AVI cannot keep the source timestamps; write .mkv or .mp4")
+    if not container_holds(output.suffix, encoder):
+        raise _usage_error(f"output {output}: the {output.suffix} container cannot hold {label} video; "
+                           f"write .mkv, or pass a --codec that {output.suffix} holds")
+
+
+def _print_video_summary(plan, written: int, failed: list[tuple[Path, str]], quiet: bool) -> None:
+    skipped = []
+    if plan.skipped_not_video:
+        skipped.append(f"{plan.skipped_not_video} not videos")
+    if plan.skipped_hidden:
+        skipped.append(f"{plan.skipped_hidden} hidden")
+    if plan.skipped_folders:
+        skipped.append(f"{plan.skipped_folders} folders")
+    if plan.skipped_existing:
+        skipped.append(f"{plan.skipped_existing} already done")
+    line = f"{written} written, {len(failed)} failed"
+    if skipped:
+        line += ", skipped: " + ", ".join(skipped)
     if not quiet or failed:
-        stderr.print(f"{written} written, {len(failed)} failed", highlight=False, soft_wrap=True)
+        stderr.print(line, highlight=False, soft_wrap=True)
     for path, reason in failed:
         stderr.print(f"[red]failed:[/red] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 class _VideoProgress:
@@ -648,7 +723,14 @@ class _VideoProgress:
         self.progress.update(self.task, completed=done, total=total,
                              estimate=" (total estimated)" if estimated else "")
 
-    def finish(self) -> None:
+    def finish(self, frames: int) -> None:
+        """Leave the bar of a written file at its real frame count, which an estimate can miss."""
+        if self.task is not None:
+            self.progress.update(self.task, completed=frames, total=frames, estimate="")
+            self.progress.stop_task(self.task)
+            self.task = None
+
+    def fail(self) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None

@@ -24,7 +24,8 @@ from models import save_weights  # noqa: E402
 from upscale import Upscaler  # noqa: E402
 from upscale.color import video_luma_to_y, y_to_video_luma  # noqa: E402
 from upscale.pipeline import upscale_luma, upscale_luma_batch  # noqa: E402
-from upscale.video import VideoJob, VideoSettings, VideoWriteError, plan_video_jobs, upscale_video  # noqa: E402
+from upscale.video import (ExistingPolicy, VideoJob, VideoReadError, VideoSettings, VideoSettingsError,  # noqa: E402
+                           VideoWriteError, check_encoder_settings, plan_video_jobs, upscale_video)
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 12
 NTSC = Fraction(30000, 1001)
@@ -194,7 +195,7 @@ def test_plan_rejects_existing_and_input(tmp_path):
     plan = plan_video_jobs([str(source)], existing)
     assert plan.jobs == []
     assert "pass --overwrite" in plan.failed[0][1]
-    plan = plan_video_jobs([str(source)], source, overwrite=True)
+    plan = plan_video_jobs([str(source)], source, existing=ExistingPolicy.OVERWRITE)
     assert plan.jobs == []
     assert "overwrite an input" in plan.failed[0][1]
     assert existing.read_bytes() == b"old"
@@ -500,9 +501,207 @@ def test_cli_folder_and_overwrite(tmp_path, weights):
     assert _run(weights, folder, "-o", out, "--quiet", "--overwrite").exit_code == 0
 
 
-def test_cli_rejects_unknown_codec(tmp_path, weights):
+@pytest.mark.parametrize("options, message", [
+    (["--codec", "nosuchcodec"], "unknown --codec 'nosuchcodec'"),
+    (["--preset", "bogus"], "invalid --preset 'bogus' for h264: choose one of ultrafast"),
+    (["--pix-fmt", "bogus"], "invalid --pix-fmt 'bogus' for h264: choose one of yuv420p"),
+    (["--crf", "52"], "--crf 52 is out of range for h264: use 0 to 51"),
+    (["--codec", "vp9", "--crf", "64"], "--crf 64 is out of range for vp9: use 0 to 63"),
+    (["--codec", "av1", "--preset", "99"], "invalid --preset '99' for av1"),
+    (["--codec", "ffv1", "--crf", "20"], "ffv1 has no --crf setting"),
+    (["--threads", "-1"], "--threads"),
+    (["--overwrite", "--skip-existing"], "exclude each other"),
+])
+def test_cli_invalid_options_exit_2(tmp_path, weights, options, message):
     source = make_clip(tmp_path / "in.mp4", audio=None, frames=2)
-    result = _run(weights, source, "-o", tmp_path / "out.mp4", "--codec", "nosuchcodec")
-    assert result.exit_code == 1, _describe(result)
-    assert "not in this PyAV build" in result.stderr
+    args = ["video", str(source), "-o", str(tmp_path / "out.mp4"), "--weights", str(weights), *options]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, _describe(result)
+    assert message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_cli_rejects_file_output_for_folder(tmp_path, weights):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", audio=None, frames=2)
+    result = _run(weights, folder, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 2, _describe(result)
+    assert "looks like a file name" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_rejects_codec_the_container_cannot_hold(tmp_path, weights):
+    source = make_clip(tmp_path / "in.mp4", audio=None, frames=2)
+    for output, options, message in ((tmp_path / "out.mov", ["--codec", "vp8"], "cannot hold vp8 video"),
+                                     (tmp_path / "out.ogv", [], "cannot hold h264 video"),
+                                     (tmp_path / "out.avi", [], "AVI cannot keep the source timestamps")):
+        result = _run(weights, source, "-o", output, *options)
+        assert result.exit_code == 2, f"{output.name}: {_describe(result)}"
+        assert message in result.stderr, output.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_list_codecs_shows_short_names():
+    result = CliRunner().invoke(app, ["video", "--list-codecs"])
+    assert result.exit_code == 0, _describe(result)
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["h264 (libx264)", "hevc (libx265)"]
+    assert "vp9 (libvpx-vp9)" in lines
+    assert "libx264" not in lines
+
+
+# Damaged inputs.
+
+def _noise_clip(path: Path, frames: int, *, codec: str = "libx264", options: dict | None = None,
+                first_pts: int = 0) -> Path:
+    """Clip of random frames at 30 fps with no audio. Noise keeps every frame about the same
+    size, so a cut at a byte fraction lands at about that fraction of the frames."""
+    with av.open(str(path), "w", options=options or {}) as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for index in range(frames):
+            pixels = np.random.default_rng(index).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+            frame.pts = first_pts + index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_damaged_inputs_fail(tmp_path, upscaler):
+    whole_mkv = _noise_clip(tmp_path / "whole.mkv", 30)
+    whole_mp4 = _noise_clip(tmp_path / "whole.mp4", 30, options={"movflags": "faststart"})
+    data = whole_mkv.read_bytes()
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(data[:len(data) // 3])
+    overwritten = tmp_path / "overwritten.mkv"
+    middle = len(data) // 2
+    overwritten.write_bytes(data[:middle] + bytes(3000) + data[middle + 3000:])
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole_mp4.read_bytes()[:whole_mp4.stat().st_size // 2])
+
+    for source in (truncated, overwritten, half):
+        target = tmp_path / f"out-{source.name}"
+        with pytest.raises(VideoReadError, match="looks truncated or damaged"):
+            upscale_video(VideoJob(source, target), upscaler, SETTINGS)
+        assert not target.exists(), source.name
+        assert not target.with_name(target.name + ".partial").exists(), source.name
+
+
+def test_complete_inputs_pass_damage_checks(tmp_path, upscaler):
+    # AVI stores one fixed rate and an MPEG-4 Part 2 stream; the edit list of the MP4 hides the
+    # first 5 of its 20 stored frames, so its stored frame count exceeds the frames shown.
+    avi = _noise_clip(tmp_path / "whole.avi", 20, codec="mpeg4")
+    trimmed = _noise_clip(tmp_path / "trimmed.mp4", 20, first_pts=-5)
+    with av.open(str(trimmed)) as container:
+        assert container.streams.video[0].frames == 20
+    for source, expected in ((avi, 20), (trimmed, 15)):
+        result = upscale_video(VideoJob(source, tmp_path / f"out-{source.stem}.mkv"), upscaler, SETTINGS)
+        assert result.frames == expected, source.name
+
+
+def test_cli_damaged_input_exit_1_and_others_run(tmp_path, weights):
+    good = make_clip(tmp_path / "good.mp4", audio=None, frames=4)
+    whole = _noise_clip(tmp_path / "whole.mkv", 30)
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(whole.read_bytes()[:whole.stat().st_size // 3])
+    out = tmp_path / "out"
+
+    result = _run(weights, truncated, good, "-o", out)
+    assert result.exit_code == 1, _describe(result)
+    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]
+    failures = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failures) == 1, result.stderr
+    assert failures[0].startswith(f"failed: {truncated}: the file looks truncated or damaged")
+
+
+# Output planning: existing outputs, collisions, containers.
+
+def test_cli_resume_counts_finished_outputs_as_done(tmp_path, weights):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", audio=None, frames=4)
+    make_clip(folder / "b.mp4", audio=None, frames=4)
+    out = tmp_path / "out"
+    assert _run(weights, folder, "-o", out, "--quiet").exit_code == 0
+    (out / "b.mp4").unlink()
+
+    result = _run(weights, folder, "-o", out, "--resume")
+    assert result.exit_code == 0, _describe(result)
+    assert "1 written, 0 failed, skipped: 1 already done" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"]
+
+    skipped = _run(weights, folder, "-o", out, "--skip-existing")
+    assert skipped.exit_code == 0, _describe(skipped)
+    assert "0 written, 0 failed, skipped: 2 already done" in skipped.stderr
+
+
+def test_plan_collisions_and_duplicates(tmp_path):
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        make_clip(tmp_path / name / "clip.mp4", audio=None, frames=2)
+    out = tmp_path / "out"
+    plan = plan_video_jobs([str(tmp_path / "one" / "clip.mp4"), str(tmp_path / "two" / "clip.mp4")], out)
+    assert plan.jobs == []
+    assert [source.parent.name for source, _ in plan.failed] == ["one", "two"]
+    assert all("output name collision" in reason for _, reason in plan.failed)
+
+    same = str(tmp_path / "one" / "clip.mp4")
+    plan = plan_video_jobs([same, same, str(tmp_path / "one")], out)
+    assert plan.failed == []
+    assert plan.jobs == [VideoJob(Path(same), out / "clip.mp4")]
+
+
+def test_plan_folder_outputs_mkv_where_suffix_cannot_hold_codec(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.avi", "b.ogv", "c.mp4", "d.webm"):
+        (folder / name).write_bytes(b"planning reads only names")
+    (folder / ".hidden.mp4").write_bytes(b"")
+    (folder / "notes.txt").write_text("")
+    (folder / "sub").mkdir()
+    plan = plan_video_jobs([str(folder)], tmp_path / "out")
+    assert [job.target.name for job in plan.jobs] == ["a.mkv", "b.mkv", "c.mp4", "d.webm"]
+    assert "AVI cannot keep the source timestamps" in plan.notices[folder / "a.avi"]
+    assert "the .ogv container cannot hold h264" in plan.notices[folder / "b.ogv"]
+    assert (plan.skipped_hidden, plan.skipped_not_video, plan.skipped_folders) == (1, 1, 1)
+
+    vp8 = plan_video_jobs([str(folder)], tmp_path / "out", codec="vp8")
+    assert [job.target.name for job in vp8.jobs] == ["a.mkv", "b.ogv", "c.mkv", "d.webm"]
+    assert "cannot hold vp8" in vp8.notices[folder / "c.mp4"]
+
+
+def test_opus_into_mov_reencoded_before_decoding(tmp_path, upscaler):
+    source = make_clip(tmp_path / "in.webm", codec="libvpx-vp9", audio="libopus")
+    target = tmp_path / "out.mov"
+    result = upscale_video(VideoJob(source, target), upscaler, SETTINGS)
+    assert _codec_names(target, "audio") == ["aac"]
+    assert any("re-encoded to AAC" in notice for notice in result.notices), result.notices
+
+    progress: list[int] = []
+    with pytest.raises(VideoWriteError, match="cannot hold vp9 video"):
+        upscale_video(VideoJob(source, tmp_path / "vp9.mov"), upscaler, VideoSettings(codec="vp9"),
+                      on_progress=lambda done, total, estimated: progress.append(done))
+    assert progress == [], "the container check must come before the first frame"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.webm", "out.mov"]
+
+
+def test_cli_folder_reports_skips_and_avi_as_mkv(tmp_path, weights):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    _noise_clip(folder / "a.avi", 3, codec="mpeg4")
+    (folder / ".hidden.mp4").write_bytes(b"")
+    (folder / "notes.txt").write_text("")
+    out = tmp_path / "out"
+
+    result = _run(weights, folder, "-o", out)
+    assert result.exit_code == 0, _describe(result)
+    assert sorted(p.name for p in out.iterdir()) == ["a.mkv"]
+    assert f"warning: {folder / 'a.avi'}: written as .mkv" in result.stderr
+    assert f"wrote {out / 'a.mkv'} (3 frames" in result.stderr
+    assert "1 written, 0 failed, skipped: 1 not videos, 1 hidden" in result.stderr
+
+    quiet = _run(weights, folder, "-o", out, "--quiet", "--overwrite")
+    assert quiet.exit_code == 0, _describe(quiet)
+    assert quiet.stderr == ""

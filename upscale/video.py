@@ -16,11 +16,15 @@ carries no display matrix.
 
 from __future__ import annotations
 
+import enum
+import functools
 import hashlib
 import logging
 import os
 import queue
+import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -32,13 +36,15 @@ from .api import Upscaler
 from .video_frames import (AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG, PlaneFrame, frame_to_planes,
                            is_full_range, planes_to_frame, upscale_frames, working_format)
 from .video_segments import (EncoderConfig, Manifest, SegmentMismatchError, SegmentRecord,
-                             SegmentWriter, join_segments, remove_work_folder)
+                             SegmentWriter, add_other_streams, join_segments, tag_hevc,
+                             remove_work_folder)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoError", "VideoReadError", "VideoWriteError", "VideoSettings", "VideoResult",
-           "VideoJob", "VideoPlan", "VIDEO_SUFFIXES", "CODEC_ALIASES", "plan_video_jobs",
-           "upscale_video", "available_encoders"]
+__all__ = ["VideoError", "VideoReadError", "VideoWriteError", "VideoSettingsError", "VideoSettings",
+           "VideoResult", "VideoJob", "VideoPlan", "VIDEO_SUFFIXES", "CODEC_ALIASES", "ExistingPolicy",
+           "plan_video_jobs", "upscale_video", "available_encoders", "encoder_name", "check_encoder_settings",
+           "container_holds"]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts",
                             ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".nut"})
@@ -51,7 +57,14 @@ CODEC_ALIASES = {"h264": "libx264", "hevc": "libx265", "h265": "libx265", "vp9":
 # CRF 18 (x264) and 20 (x265) are near-transparent, and CRF 30 is the usual VP9/SVT-AV1
 # starting point.
 _DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libvpx": 10, "libsvtav1": 30}
+# CRF ranges the encoders take for 8-bit video. x264 silently clips values above 51, libvpx
+# (VP8) rejects values below its default minimum quantizer 4, and SVT-AV1 reads 0 as "unset".
+_CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63),
+              "libsvtav1": (1, 63)}
 _PRESET_ENCODERS = frozenset({"libx264", "libx265", "libsvtav1"})
+# Preset names of x264 and x265; SVT-AV1 takes numbers, checked by opening the encoder.
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                 "veryslow", "placebo")
 
 
 class VideoError(ValueError):
@@ -69,6 +82,11 @@ class VideoReadError(VideoError):
 
 class VideoWriteError(VideoError):
     """An output that cannot be written with the requested codec, container or settings."""
+
+
+class VideoSettingsError(ValueError):
+    """An encoder option that no input can be written with, such as an unknown codec or a CRF
+    out of the encoder's range; the message names the option and its valid values."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +144,16 @@ class VideoJob:
 
 @dataclass
 class VideoPlan:
-    """Jobs to run, plus inputs that failed before any frame was read."""
+    """Jobs to run, plus what was skipped or failed before any frame was read."""
 
     jobs: list[VideoJob] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    notices: dict[Path, str] = field(default_factory=dict)
+    """Per source: how its output name differs from the input's, such as ``.avi`` written as ``.mkv``."""
+    skipped_hidden: int = 0
+    skipped_not_video: int = 0
+    skipped_folders: int = 0
+    skipped_existing: int = 0
 
 
 ProgressCallback = Callable[[int, int, bool], None]
@@ -137,10 +161,11 @@ ProgressCallback = Callable[[int, int, bool], None]
 
 
 def available_encoders() -> list[str]:
-    """Names of the video encoders in the installed PyAV build.
+    """Names of the video encoders in the installed PyAV build, each with its short alias.
 
-    Hardware encoders (``*_nvenc``, ``*_qsv``, ``*_amf``, ``*_v4l2m2m``) are listed but open only
-    on machines with that hardware and driver.
+    Aliases of ``CODEC_ALIASES`` come first as ``alias (encoder)``. Hardware encoders (``*_nvenc``,
+    ``*_qsv``, ``*_amf``, ``*_v4l2m2m``) are listed but open only on machines with that hardware
+    and driver.
     """
     names = []
     for name in sorted(av.codecs_available):
@@ -151,50 +176,170 @@ def available_encoders() -> list[str]:
         # Codec names such as "h264" resolve to their default encoder ("libx264"), listed by itself.
         if codec.type == "video" and codec.name == name:
             names.append(name)
-    return names
+    aliased = [f"{alias} ({encoder})" for alias, encoder in CODEC_ALIASES.items() if encoder in names]
+    return aliased + [name for name in names if name not in CODEC_ALIASES.values()]
+
+
+def encoder_name(codec: str | None, suffix: str) -> str:
+    """FFmpeg encoder for ``--codec`` (an alias or an encoder name) and an output suffix.
+
+    None picks VP9 for ``.webm`` and H.264 for every other suffix.
+    """
+    if codec is None:
+        codec = "vp9" if suffix.lower() == ".webm" else "h264"
+    return CODEC_ALIASES.get(codec, codec)
+
+
+def _codec_label(encoder: str) -> str:
+    """The short name of ``encoder`` as the user writes it (``vp8`` for libvpx)."""
+    for alias, name in CODEC_ALIASES.items():
+        if name == encoder:
+            return alias
+    return encoder
+
+
+def check_encoder_settings(settings: VideoSettings, encoder: str) -> None:
+    """Check ``settings`` against ``encoder`` before any input is read.
+
+    Raises ``VideoSettingsError`` for an encoder missing from this PyAV build, a CRF outside the
+    encoder's range, a preset or pixel format the encoder rejects.
+    """
+    label = _codec_label(encoder)
+    try:
+        codec = av.Codec(encoder, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise VideoSettingsError(f"unknown --codec {settings.codec or label!r}: choose h264, hevc, vp9, "
+                                 f"vp8, av1, ffv1 or another encoder that --list-codecs prints") from None
+    if codec.type != "video":
+        raise VideoSettingsError(f"--codec {settings.codec or label} is not a video encoder; "
+                                 f"`sesr video --list-codecs` lists the video encoders")
+
+    formats = [f.name for f in codec.video_formats or ()]
+    if settings.pix_fmt is not None and formats and settings.pix_fmt not in formats:
+        raise VideoSettingsError(f"invalid --pix-fmt {settings.pix_fmt!r} for {label}: choose one of "
+                                 f"{', '.join(formats)}")
+
+    if settings.crf is not None:
+        if encoder not in _CRF_RANGE:
+            raise VideoSettingsError(f"{label} has no --crf setting; leave --crf out or use h264, hevc, "
+                                     f"vp9, vp8 or av1")
+        low, high = _CRF_RANGE[encoder]
+        if not low <= settings.crf <= high:
+            raise VideoSettingsError(f"--crf {settings.crf} is out of range for {label}: use {low} to {high}")
+
+    if settings.preset is not None:
+        if encoder not in _PRESET_ENCODERS:
+            raise VideoSettingsError(f"{label} has no --preset; leave --preset out or use h264, hevc or av1")
+        if encoder in ("libx264", "libx265") and settings.preset not in _X26X_PRESETS:
+            raise VideoSettingsError(f"invalid --preset {settings.preset!r} for {label}: choose one of "
+                                     f"{', '.join(_X26X_PRESETS)}")
+        if encoder == "libsvtav1":
+            _check_encoder_opens(encoder, formats, {"preset": settings.preset},
+                                 f"invalid --preset {settings.preset!r} for av1: use a number from "
+                                 f"-2 (slowest) to 13 (fastest)")
+
+
+def _check_encoder_opens(encoder: str, formats: list[str], options: dict[str, str], message: str) -> None:
+    context = av.CodecContext.create(encoder, "w")
+    context.width, context.height = 64, 64
+    context.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+    context.time_base = Fraction(1, 25)
+    context.options = options
+    try:
+        context.open()
+    except (av.FFmpegError, ValueError):
+        raise VideoSettingsError(message) from None
+
+
+class ExistingPolicy(str, enum.Enum):
+    """What planning does with an output file that already exists."""
+
+    FAIL = "fail"
+    OVERWRITE = "overwrite"
+    SKIP = "skip"
+    """Count the input as done; ``--skip-existing``, and ``--resume`` when no work folder is left."""
 
 
 # Job planning.
 
-def plan_video_jobs(inputs: list[str], output: Path, *, overwrite: bool = False) -> VideoPlan:
+def plan_video_jobs(inputs: list[str], output: Path, *, existing: ExistingPolicy = ExistingPolicy.FAIL,
+                    resume: bool = False, codec: str | None = None) -> VideoPlan:
     """Turn command-line inputs (files and folders of videos) into jobs.
 
     ``output`` is the output file when there is one input file and ``output`` has a video suffix
-    and is not a folder. Otherwise it is a folder and each output keeps its input's file name.
-    Files named directly are tried whatever their suffix; in folders only files with a suffix in
-    ``VIDEO_SUFFIXES`` are taken, hidden files are skipped.
+    and is not a folder. Otherwise it is a folder, and each output keeps its input's file name and
+    suffix unless that container cannot hold the video encoder for ``codec`` (AVI, or H.264 into
+    ``.ogv``). Then the output becomes ``.mkv`` and the plan notes it.
+
+    Files named directly are tried whatever their suffix. In folders, only files with a suffix in
+    ``VIDEO_SUFFIXES`` are taken, and hidden files, other files and subfolders are skipped and
+    counted. An input named twice is one job. Two inputs that map to one output both fail. With
+    ``resume``, an existing output whose work folder ``OUTPUT.partial/`` is gone counts as done.
     """
     plan = VideoPlan()
     sources: list[Path] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            sources.extend(p for p in sorted(path.iterdir())
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES)
+            for child in sorted(path.iterdir()):
+                if child.name.startswith("."):
+                    plan.skipped_hidden += 1
+                elif child.is_dir():
+                    plan.skipped_folders += 1
+                elif child.suffix.lower() not in VIDEO_SUFFIXES:
+                    plan.skipped_not_video += 1
+                else:
+                    sources.append(child)
         elif path.is_file():
             sources.append(path)
         else:
             plan.failed.append((path, "not found; check the path"))
 
-    single_file = (len(inputs) == 1 and len(sources) == 1 and Path(inputs[0]).is_file()
-                   and not output.is_dir() and output.suffix.lower() in VIDEO_SUFFIXES)
-    resolved_sources = {source.resolve() for source in sources}
-    seen: dict[Path, Path] = {}
+    # An input named twice (or found twice through a folder) is one job.
+    unique: dict[Path, Path] = {}
     for source in sources:
-        target = output if single_file else output / source.name
-        resolved = target.resolve()
-        if resolved in resolved_sources:
+        unique.setdefault(source.resolve(), source)
+    single_file = (len(inputs) == 1 and len(unique) == 1 and Path(inputs[0]).is_file()
+                   and not output.is_dir() and output.suffix.lower() in VIDEO_SUFFIXES)
+
+    by_target: dict[Path, list[tuple[Path, Path]]] = {}
+    for source in unique.values():
+        target = output if single_file else _folder_target(source, output, codec, plan)
+        by_target.setdefault(target.resolve(), []).append((source, target))
+
+    for resolved, pairs in by_target.items():
+        if len(pairs) > 1:
+            names = ", ".join(str(source) for source, _ in pairs)
+            for source, target in pairs:
+                plan.failed.append((source, f"output name collision: {names} would all write {target}; "
+                                            f"rename one input or write to separate folders"))
+            continue
+        source, target = pairs[0]
+        work = target.with_name(target.name + ".partial")
+        if resolved in unique or (target.exists() and target.samefile(source)):
             plan.failed.append((source, f"output {target} would overwrite an input file; "
                                         f"choose another output"))
-        elif resolved in seen:
-            plan.failed.append((source, f"output name collision with {seen[resolved]}: both would "
-                                        f"write {target}; write to separate folders"))
-        elif target.exists() and not overwrite:
-            plan.failed.append((source, f"output {target} exists; pass --overwrite"))
-        else:
-            seen[resolved] = source
+        elif not target.exists() or existing is ExistingPolicy.OVERWRITE:
             plan.jobs.append(VideoJob(source, target))
+        elif existing is ExistingPolicy.SKIP or (resume and not work.exists()):
+            plan.skipped_existing += 1
+        else:
+            plan.failed.append((source, f"output {target} exists; pass --overwrite or --skip-existing"))
+    plan.jobs.sort(key=lambda job: str(job.source))
+    plan.notices = {job.source: plan.notices[job.source] for job in plan.jobs if job.source in plan.notices}
     return plan
+
+
+def _folder_target(source: Path, folder: Path, codec: str | None, plan: VideoPlan) -> Path:
+    """Output path of ``source`` in an output folder: its own name, as ``.mkv`` where needed."""
+    suffix = source.suffix
+    encoder = encoder_name(codec, suffix)
+    if suffix.lower() in (".avi",) or not container_holds(suffix, encoder):
+        reason = ("AVI cannot keep the source timestamps" if suffix.lower() == ".avi"
+                  else f"the {suffix} container cannot hold {_codec_label(encoder)}")
+        plan.notices[source] = f"written as .mkv, because {reason}"
+        suffix = ".mkv"
+    return folder / (source.stem + suffix)
 
 
 # Source probing.
@@ -211,6 +356,11 @@ class _SourceInfo:
     rotation: int
     full_range: bool
     color: dict[str, int]
+    sample_aspect_ratio: Fraction | None
+    """Pixel shape of the upright picture; None when the source stores none (square pixels)."""
+    end_seconds: float | None
+    """Where the video stream ends according to the container, in seconds; None when it stores no
+    duration of the video stream."""
 
 
 def _probe(path: Path) -> _SourceInfo:
@@ -244,8 +394,13 @@ def _probe(path: Path) -> _SourceInfo:
                      "color_trc": codec_context.color_trc}
             full_range = is_full_range(first)
             width, height = (first.height, first.width) if rotation % 180 else (first.width, first.height)
+            sar = stream.sample_aspect_ratio or codec_context.sample_aspect_ratio
+            if sar and rotation % 180:
+                sar = 1 / sar  # a quarter turn swaps the pixel's width and height
+            sar = Fraction(sar) if sar and sar != 1 else None
             return _SourceInfo(width, height, first.format.name, Fraction(rate), Fraction(time_base),
-                               total, estimate, rotation, full_range, color)
+                               total, estimate, rotation, full_range, color, sar,
+                               _video_end_seconds(container, stream))
     except av.FFmpegError as error:
         raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(error)}); check that the "
                                    f"file is complete and is a video") from None
@@ -257,6 +412,29 @@ def _probe(path: Path) -> _SourceInfo:
                                    f"to a common codec such as H.264 first") from None
 
 
+def _video_end_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """End time of the video stream that the container declares, in seconds.
+
+    Taken from the stream's duration (MP4, MOV, AVI; with an edit list this is the presented
+    duration), else its Matroska ``DURATION`` tag, else the container's duration when the
+    video is its only stream. The frame count is not used, because MP4 edit lists can hide
+    stored frames.
+    """
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    if stream.duration and stream.time_base:
+        return start + float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        try:
+            hours, minutes, seconds = tag.split(":")
+            return start + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        except ValueError:
+            pass
+    if len(container.streams) == 1 and container.duration:
+        return float(container.duration) / av.time_base
+    return None
+
+
 def _ffmpeg_reason(error: av.FFmpegError) -> str:
     return error.strerror or type(error).__name__
 
@@ -264,28 +442,29 @@ def _ffmpeg_reason(error: av.FFmpegError) -> str:
 # Encoder settings.
 
 def _encoder_config(job: VideoJob, settings: VideoSettings, info: _SourceInfo, scale: int) -> EncoderConfig:
-    codec_name = settings.codec or ("libvpx-vp9" if job.target.suffix.lower() == ".webm" else "libx264")
-    codec_name = CODEC_ALIASES.get(codec_name, codec_name)
+    """Encoder settings for ``job``; ``check_encoder_settings`` has vetted the options."""
+    codec_name = encoder_name(settings.codec, job.target.suffix)
     try:
         codec = av.Codec(codec_name, "w")
     except (av.codec.codec.UnknownCodecError, ValueError):
-        raise VideoWriteError(job.target, f"encoder {codec_name!r} is not in this PyAV build; "
-                                          f"`sesr video --list-codecs` lists those available") from None
+        raise VideoWriteError(job.target, f"encoder {_codec_label(codec_name)!r} is not in this PyAV "
+                                          f"build; `sesr video --list-codecs` lists those available") from None
     if codec.type != "video":
-        raise VideoWriteError(job.target, f"{codec_name!r} is not a video encoder")
+        raise VideoWriteError(job.target, f"{_codec_label(codec_name)!r} is not a video encoder")
 
     working = working_format(info.source_format)
     formats = [f.name for f in codec.video_formats or ()]
     pix_fmt = settings.pix_fmt or (working if not formats or working in formats else formats[0])
     if formats and pix_fmt not in formats:
-        raise VideoWriteError(job.target, f"encoder {codec_name} does not take --pix-fmt {pix_fmt}; "
-                                          f"choose one of {', '.join(formats)}")
+        raise VideoWriteError(job.target, f"encoder {_codec_label(codec_name)} does not take --pix-fmt "
+                                          f"{pix_fmt}; choose one of {', '.join(formats)}")
 
     options: dict[str, str] = {}
     crf = settings.crf if settings.crf is not None else _DEFAULT_CRF.get(codec_name)
     if crf is not None:
         if codec_name not in _DEFAULT_CRF:
-            raise VideoWriteError(job.target, f"encoder {codec_name} has no CRF setting; leave --crf out")
+            raise VideoWriteError(job.target, f"encoder {_codec_label(codec_name)} has no CRF setting; "
+                                              f"leave --crf out")
         options["crf"] = str(crf)
         if codec_name in ("libvpx-vp9", "libvpx"):
             options["b"] = "0"  # libvpx uses constant quality only when the bit-rate target is 0
@@ -293,13 +472,14 @@ def _encoder_config(job: VideoJob, settings: VideoSettings, info: _SourceInfo, s
         options["x265-params"] = "log-level=error"  # x265 prints its settings for every segment otherwise
     if settings.preset is not None:
         if codec_name not in _PRESET_ENCODERS:
-            raise VideoWriteError(job.target, f"encoder {codec_name} has no --preset; leave it out")
+            raise VideoWriteError(job.target, f"encoder {_codec_label(codec_name)} has no --preset; "
+                                              f"leave it out")
         options["preset"] = settings.preset
 
     color = dict(info.color)
     color["color_range"] = AVCOL_RANGE_JPEG if info.full_range else AVCOL_RANGE_MPEG
     return EncoderConfig(codec_name, info.width * scale, info.height * scale, pix_fmt, info.rate,
-                         options, color)
+                         options, color, info.sample_aspect_ratio)
 
 
 def _job_identity(job: VideoJob, upscaler: Upscaler, config: EncoderConfig, settings: VideoSettings) -> dict:
@@ -369,21 +549,66 @@ class _Stages:
             thread.join()
 
 
-def _decode(path: Path, info: _SourceInfo, skip: int) -> Iterator[PlaneFrame]:
+@contextmanager
+def _captured_ffmpeg_errors() -> Iterator[list[tuple[int, str, str]]]:
+    """Collect FFmpeg's error messages, from every thread, as ``(level, name, message)``.
+
+    PyAV drops FFmpeg's messages unless a log level is set, so ERROR is set for the block, and
+    a global capture keeps them out of Python logging. Decoder threads started by FFmpeg are
+    not Python threads, so a thread-local capture would miss their messages.
+    """
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR if previous is None else max(previous, av.logging.ERROR))
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous)
+
+
+def _first_error(logs: list[tuple[int, str, str]], start: int, names: set[str]) -> str | None:
+    """First error message from position ``start`` on whose source is one of ``names``."""
+    for level, name, message in logs[start:]:
+        if level <= av.logging.ERROR and name in names:
+            return f"{name}: {message.strip()}"
+    return None
+
+
+def _damaged(path: Path, detail: str) -> VideoReadError:
+    return VideoReadError(path, f"the file looks truncated or damaged ({detail}); check that it was "
+                                f"copied completely, or repair or re-create it")
+
+
+def _decode(path: Path, info: _SourceInfo, skip: int,
+            errors: list[tuple[int, str, str]] | None = None) -> Iterator[PlaneFrame]:
     """Decode every frame of ``path`` from frame ``skip`` on, with strictly increasing timestamps.
+
+    Raises ``VideoReadError`` when decoding fails, when the demuxer or decoder reports an error
+    in ``errors`` (filled by ``_captured_ffmpeg_errors``) after the first frame, or when the
+    last frame ends more than 3 frames and 0.25 s before the end the container declares.
+    Messages before the first frame are not counted, because a decoder reports missing
+    references while it looks for the first key frame, as in a recording that starts mid-GOP.
 
     NOTE: frames before ``skip`` are decoded and dropped instead of seeking, because a seek lands
     on a key frame and frame indices would have to be recovered from timestamps.
     """
     step = max(1, round(1 / (info.rate * info.time_base)))
     working = working_format(info.source_format)
+    errors = errors if errors is not None else []
     previous: int | None = None
+    end = 0
     index = 0
+    first_error_position: int | None = None
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            sources = {container.format.name, stream.codec_context.name}
             for frame in container.decode(stream):
+                if first_error_position is None:
+                    first_error_position = len(errors)
+                elif (detail := _first_error(errors, first_error_position, sources)) is not None:
+                    raise _damaged(path, f"after frame {index}, {detail}")
                 if frame.pts is not None:
                     pts = frame.pts
                 else:
@@ -392,18 +617,25 @@ def _decode(path: Path, info: _SourceInfo, skip: int) -> Iterator[PlaneFrame]:
                 if previous is not None and pts <= previous:
                     pts = previous + 1
                 previous = pts
+                duration = frame.duration if frame.duration and frame.duration > 0 else step
+                end = pts + duration
                 if index >= skip:
-                    duration = frame.duration if frame.duration and frame.duration > 0 else step
                     yield frame_to_planes(frame, working, info.full_range, info.rotation, index, pts, duration)
                 index += 1
     except av.FFmpegError as error:
-        raise VideoReadError(path, f"decoding failed after frame {index} ({_ffmpeg_reason(error)}); "
-                                   f"the file may be truncated or damaged") from None
-    # NOTE: edit lists can make the stored count differ from the frames decoded in a complete
-    # file, so a shortfall is logged rather than raised.
-    if not info.total_is_estimate and index < info.total_frames:
-        logger.warning("%s: decoded %d frames but the container lists %d; the file may be truncated",
-                       path, index, info.total_frames)
+        raise _damaged(path, f"decoding failed after frame {index}: {_ffmpeg_reason(error)}") from None
+
+    # Truncation: the demuxer's own message, or a video stream that ends early.
+    if first_error_position is not None:
+        detail = _first_error(errors, first_error_position, sources)
+        if detail is not None:
+            raise _damaged(path, f"after frame {index}, {detail}")
+    if info.end_seconds is not None and index:
+        decoded_seconds = float(end * info.time_base)
+        tolerance = max(3 / float(info.rate), 0.25)
+        if decoded_seconds < info.end_seconds - tolerance:
+            raise _damaged(path, f"{index} frames decoded, ending at {decoded_seconds:.2f} s, but the "
+                                 f"container lists {info.end_seconds:.2f} s of video")
 
 
 def _fix_durations(records: list[SegmentRecord]) -> None:
@@ -432,7 +664,7 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     job.target.parent.mkdir(parents=True, exist_ok=True)
     work = job.target.with_name(job.target.name + ".partial")
     temporary = job.target.with_name(f".{job.target.stem}.sesr-tmp{job.target.suffix}")
-    _check_container(job.target, temporary, config.codec)
+    reencode = _plan_other_streams(job, config, settings.audio)
 
     # Work folder: reuse finished segments on resume, otherwise start clean.
     identity = _job_identity(job, upscaler, config, settings)
@@ -443,23 +675,25 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
                                           f"settings; delete it or run without --resume")
     if manifest is None:
         if work.exists():
-            logger.info("%s: discarding the earlier work folder %s", job.source, work)
+            logger.debug("%s: discarding the earlier work folder %s", job.source, work)
             remove_work_folder(work)
         work.mkdir(parents=True)
         manifest = Manifest(identity, segment_frames)
         manifest.save(work)
     resumed = manifest.frames_done
     if resumed:
-        logger.info("%s: resuming after %d finished frames", job.source, resumed)
+        logger.debug("%s: resuming after %d finished frames", job.source, resumed)
 
     writer = SegmentWriter(work, manifest, config)
     try:
-        _run_stages(job, info, upscaler, settings, writer, resumed, on_progress, on_segment)
+        with _captured_ffmpeg_errors() as errors:
+            _run_stages(job, info, upscaler, settings, writer, resumed, on_progress, on_segment, errors)
         if not manifest.segments:
             raise VideoReadError(job.source, "no decodable video frame")
-    except VideoError:
-        # A work folder without a finished segment has nothing to resume from.
-        if not manifest.segments:
+    except VideoError as error:
+        # Segments of a damaged source, or a work folder without a finished segment, cannot be
+        # resumed from.
+        if isinstance(error, VideoReadError) or not manifest.segments:
             remove_work_folder(work)
         raise
     _fix_durations(manifest.segments)
@@ -468,7 +702,7 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     # Join into a hidden temporary file, then rename, so the final name only ever names a complete file.
     try:
         notices = join_segments(work, manifest, job.source, temporary, info.time_base, info.rate,
-                                settings.audio)
+                                settings.audio, reencode)
         os.replace(temporary, job.target)
     except av.FFmpegError as error:
         raise VideoWriteError(job.target, f"writing the output failed ({_ffmpeg_reason(error)}); "
@@ -481,42 +715,103 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     return VideoResult(job.target, manifest.frames_done, resumed, notices)
 
 
-def _check_container(target: Path, temporary: Path, codec: str) -> None:
-    """Check that the output suffix names a container that can hold ``codec``.
+@functools.lru_cache(maxsize=None)
+def container_holds(suffix: str, encoder: str) -> bool:
+    """Return True when an output with ``suffix`` can be written with video ``encoder``.
 
-    Adding a stream raises ValueError only when the muxer rejects the codec for certain, so
-    containers with short codec lists (MPEG-TS) still take what they can mux.
+    Writes one encoded frame into a probe file, because some muxers reject a codec only when
+    they write the header (VP9 in MOV) or the first packet. AVI is rejected, because it counts
+    frames at one fixed rate and cannot keep the source timestamps.
     """
     try:
-        probe = av.open(str(temporary), "w")
-    except (av.FFmpegError, ValueError):
-        temporary.unlink(missing_ok=True)
-        raise VideoWriteError(target, f"unknown container for suffix {target.suffix!r}; "
-                                      f"use .mp4, .mkv, .mov or .webm") from None
-    try:
-        if probe.format.name == "avi":
-            # AVI counts frames at one fixed rate, so it cannot keep the source timestamps.
-            raise VideoWriteError(target, "AVI output cannot keep the source timestamps; use .mkv or .mp4")
+        codec = av.Codec(encoder, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return False
+    formats = [f.name for f in codec.video_formats or ()]
+    pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+    return _try_mux(suffix, encoder, pix_fmt, {}, None, False) is None
+
+
+def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], source: Path | None,
+             audio: bool, reencode: frozenset[int] = frozenset(), only: int | None = None) -> str | None:
+    """Write a 64×64 probe of the output into a temporary file; returns the error or None.
+
+    With ``source``, its audio and subtitle streams are added as ``join_segments`` adds them (or
+    only stream ``only``), and the first packet of each copied stream is written.
+    """
+    with tempfile.TemporaryDirectory(prefix="sesr-probe-") as folder:
+        path = Path(folder) / ("probe" + suffix)
         try:
-            probe.add_stream(codec)
-        except ValueError:
-            raise VideoWriteError(target, f"the {target.suffix} container cannot hold {codec}; "
-                                          f"use .mkv or another --codec") from None
-    finally:
-        probe.close()
-        temporary.unlink(missing_ok=True)
+            output = av.open(str(path), "w")
+        except (av.FFmpegError, ValueError):
+            return f"no container is known for the suffix {suffix!r}"
+        copies: list[tuple[object, Iterator[av.Packet]]] = []
+        try:
+            if output.format.name == "avi":
+                return "AVI cannot keep the source timestamps"
+            video = output.add_stream(encoder, rate=25, options=dict(options))
+            video.width, video.height, video.pix_fmt = 64, 64, pix_fmt
+            tag_hevc(output, video)
+            if source is not None:
+                with av.open(str(source)) as opened:
+                    targets, packets, _, copied = add_other_streams(output, opened, source, audio,
+                                                                     reencode, only)
+                copies = [(t, p) for t, p, c in zip(targets, packets, copied) if c]
+            frame = av.VideoFrame(64, 64, pix_fmt)
+            frame.pts = 0
+            output.mux(video.encode(frame))
+            output.mux(video.encode(None))
+            for target, packets in copies:
+                packet = next(packets, None)
+                if packet is not None:
+                    packet.stream = target
+                    output.mux(packet)
+            output.close()
+            return None
+        except (av.FFmpegError, ValueError) as error:
+            return _ffmpeg_reason(error) if isinstance(error, av.FFmpegError) else str(error)
+        finally:
+            for _, packets in copies:
+                packets.close()
+            try:
+                output.close()
+            except (av.FFmpegError, ValueError):
+                pass
+
+
+def _plan_other_streams(job: VideoJob, config: EncoderConfig, audio: bool) -> frozenset[int]:
+    """Check that ``job.target`` can be written before decoding; returns the streams to re-encode.
+
+    Each source audio or subtitle stream that the container rejects as a copy is re-encoded
+    (audio) or dropped (subtitles) by ``join_segments``.
+    """
+    suffix = job.target.suffix
+    probe = functools.partial(_try_mux, suffix, config.codec, config.pix_fmt, config.options)
+    if probe(job.source, audio) is None:
+        return frozenset()
+    if (error := probe(None, False)) is not None:
+        raise VideoWriteError(job.target, f"the {suffix} container cannot hold {_codec_label(config.codec)} "
+                                          f"video ({error}); write .mkv or pass another --codec")
+    with av.open(str(job.source)) as source:
+        indices = [s.index for s in source.streams if s.type == "subtitle" or (audio and s.type == "audio")]
+    reencode = frozenset(index for index in indices if probe(job.source, audio, only=index) is not None)
+    if (error := probe(job.source, audio, reencode)) is not None:
+        raise VideoWriteError(job.target, f"the {suffix} container cannot hold the source's audio "
+                                          f"({error}); pass --no-audio or write .mkv")
+    return reencode
 
 
 def _run_stages(job: VideoJob, info: _SourceInfo, upscaler: Upscaler, settings: VideoSettings,
                 writer: SegmentWriter, resumed: int, on_progress: ProgressCallback | None,
-                on_segment: Callable[[SegmentRecord], None] | None) -> None:
+                on_segment: Callable[[SegmentRecord], None] | None,
+                errors: list[tuple[int, str, str]]) -> None:
     """Decode, upscale and encode every frame after the resumed ones, with the stages overlapping."""
     stages = _Stages(depth=2 * settings.batch_frames)
     working = working_format(info.source_format)
     pix_fmt = writer.config.pix_fmt
 
     def decode() -> None:
-        for planes in _decode(job.source, info, resumed):
+        for planes in _decode(job.source, info, resumed, errors):
             if not stages.put(stages.decoded, planes):
                 return
         stages.put(stages.decoded, _END)

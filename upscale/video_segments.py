@@ -104,6 +104,9 @@ class EncoderConfig:
     options: dict[str, str]
     color: dict[str, int]
     """``color_range``, ``colorspace``, ``color_primaries`` and ``color_trc`` values of FFmpeg."""
+    sample_aspect_ratio: Fraction | None = None
+    """Pixel width / pixel height of anamorphic video, the source's, which keeps the display aspect
+    at the larger size; None for square pixels."""
 
 
 class SegmentWriter:
@@ -129,6 +132,8 @@ class SegmentWriter:
         stream.codec_context.time_base = 1 / config.rate
         for name, value in config.color.items():
             setattr(stream.codec_context, name, value)
+        if config.sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = config.sample_aspect_ratio
         self._stream = stream
 
     def write(self, frame: av.VideoFrame, index: int, pts: int, duration: int) -> SegmentRecord | None:
@@ -262,29 +267,58 @@ def _audio_encoder(output: av.container.OutputContainer, rate: int):
         return None, ""
 
 
-def _add_other_streams(output: av.container.OutputContainer, source: av.container.InputContainer,
-                       source_path: Path, audio: bool) -> tuple[list, list[Iterator[av.Packet]], list[str]]:
+# Stream tags that describe a stream to players and are kept on the output stream.
+_KEPT_TAGS = ("language", "title")
+
+
+def _copy_tags(source_stream, target_stream) -> None:
+    for name in _KEPT_TAGS:
+        value = source_stream.metadata.get(name) or source_stream.metadata.get(name.upper())
+        if value:
+            target_stream.metadata[name] = value
+
+
+def tag_hevc(output: av.container.OutputContainer, stream) -> None:
+    """Tag HEVC in MP4 and MOV as ``hvc1`` (parameter sets in the sample description), which Apple
+    players require; FFmpeg writes ``hev1`` unless told otherwise."""
+    if stream.codec_context.name in ("hevc", "libx265") and \
+            {"mp4", "mov"} & set(output.format.name.split(",")):
+        stream.codec_tag = "hvc1"
+
+
+def add_other_streams(output: av.container.OutputContainer, source: av.container.InputContainer,
+                      source_path: Path, audio: bool, reencode: frozenset[int] = frozenset(),
+                      only: int | None = None) -> tuple[list, list[Iterator[av.Packet]], list[str], list[bool]]:
     """Add the source's audio and subtitle streams to ``output``, copied where the container allows.
 
-    Audio that the output container rejects is re-encoded to AAC (Opus for WebM), and subtitles
-    it rejects are dropped. PyAV raises ValueError only for codecs the muxer rejects for certain, so codecs it
-    cannot vouch for (MPEG-TS lists few) are tried as copies. Data and attachment streams are not
-    carried over. Returns the output streams, their packet sources and notices for the user.
+    Audio that the output container rejects, or whose index is in ``reencode``, is re-encoded to
+    AAC (Opus for WebM), and such subtitles are dropped. PyAV raises ValueError only for codecs
+    the muxer rejects for certain, so ``reencode`` lists the streams that a probe output showed
+    to fail later, when the header is written. ``only`` limits the work to one source stream.
+    Language and title tags are kept. Data and attachment streams are not carried over.
+    Returns the output streams, their packet sources, notices for the user, and for each stream
+    whether it is a copy.
     """
     targets: list = []
     sources: list[Iterator[av.Packet]] = []
     notices: list[str] = []
+    copied: list[bool] = []
     for stream in source.streams:
         if stream.type not in ("audio", "subtitle") or (stream.type == "audio" and not audio):
             continue
+        if only is not None and stream.index != only:
+            continue
         # The codec's canonical name ("mp3", "subrip"), not its decoder's ("mp3float", "srt").
         name = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
-        try:
-            targets.append(output.add_stream_from_template(stream))
-            sources.append(_copied_packets(source_path, stream.index))
-            continue
-        except ValueError:
-            pass
+        if stream.index not in reencode:
+            try:
+                targets.append(output.add_stream_from_template(stream))
+                _copy_tags(stream, targets[-1])
+                sources.append(_copied_packets(source_path, stream.index))
+                copied.append(True)
+                continue
+            except ValueError:
+                pass
         if stream.type == "subtitle":
             notices.append(f"subtitle stream {stream.index} ({name}) dropped: the output container "
                            f"cannot hold {name}")
@@ -295,20 +329,24 @@ def _add_other_streams(output: av.container.OutputContainer, source: av.containe
                            f"holds neither {name} nor AAC nor Opus")
             continue
         encoder.layout = stream.layout
+        _copy_tags(stream, encoder)
         targets.append(encoder)
         sources.append(_reencoded_packets(source_path, stream.index, encoder))
+        copied.append(False)
         notices.append(f"audio stream {stream.index} ({name}) re-encoded to {label}, because the "
                        f"output container cannot hold {name}")
-    return targets, sources, notices
+    return targets, sources, notices, copied
 
 
 def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: Path,
-                  video_time_base: Fraction, rate: Fraction, audio: bool) -> list[str]:
+                  video_time_base: Fraction, rate: Fraction, audio: bool,
+                  reencode: frozenset[int] = frozenset()) -> list[str]:
     """Mux the segments and the source's audio and subtitles into ``target``, interleaved by time.
 
     ``target`` is written in place, with the container its suffix names; the caller gives a
     temporary name and renames it. ``rate`` is stored as the average frame rate, which Matroska
-    writes as the default frame duration. Returns notices about streams re-encoded or dropped.
+    writes as the default frame duration. ``reencode`` is passed to ``add_other_streams``.
+    Returns notices about streams re-encoded or dropped.
     """
     with av.open(str(target), "w") as output, av.open(str(source_path)) as source:
         with av.open(str(folder / manifest.segments[0].file)) as first:
@@ -317,11 +355,15 @@ def join_segments(folder: Path, manifest: Manifest, source_path: Path, target: P
             video = output.add_stream_from_template(first.streams.video[0], opaque=True)
         video.time_base = video_time_base
         video.codec_context.framerate = rate
+        tag_hevc(output, video)
+        if source.streams.video:
+            _copy_tags(source.streams.video[0], video)
         sources: list[Iterator[av.Packet]] = [_video_packets(folder, manifest, video_time_base)]
         targets = [video]
 
         # Each other stream reads the source on its own, so the merge below can interleave them.
-        other_targets, other_sources, notices = _add_other_streams(output, source, source_path, audio)
+        other_targets, other_sources, notices, _ = add_other_streams(output, source, source_path, audio,
+                                                                     reencode)
         targets += other_targets
         sources += other_sources
 
