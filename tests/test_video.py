@@ -47,10 +47,12 @@ def _frame_pixels(index: int) -> np.ndarray:
 
 def make_clip(path: Path, *, codec: str = "libx264", rate: Fraction = NTSC, frames: int = FRAMES,
               audio: str | None = "aac", rotation: int | None = None, pts: list[int] | None = None,
-              time_base: Fraction | None = None, full_range: bool = False, subtitle: bool = False) -> Path:
+              time_base: Fraction | None = None, full_range: bool = False, subtitle: bool = False,
+              tags: dict[str, dict[str, str]] | None = None) -> Path:
     """Write a clip with a sine-tone audio track of the same duration as the video.
 
-    ``subtitle`` adds a SubRip stream with one cue, "hello", from 0 to 200 ms.
+    ``subtitle`` adds a SubRip stream with one cue, "hello", from 0 to 200 ms. ``tags`` maps a
+    stream type ("audio", "subtitle") to the metadata of that stream.
     """
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=rate)
@@ -68,6 +70,8 @@ def make_clip(path: Path, *, codec: str = "libx264", rate: Fraction = NTSC, fram
         if audio is not None:
             sound = container.add_stream(audio, rate=SAMPLE_RATE)
             sound.layout = "mono"
+        for stream in container.streams:
+            stream.metadata.update((tags or {}).get(stream.type, {}))
 
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(_frame_pixels(index), format="rgb24")
@@ -705,3 +709,67 @@ def test_cli_folder_reports_skips_and_avi_as_mkv(tmp_path, weights):
     quiet = _run(weights, folder, "-o", out, "--quiet", "--overwrite")
     assert quiet.exit_code == 0, _describe(quiet)
     assert quiet.stderr == ""
+
+
+# Stream properties carried over.
+
+def test_sample_aspect_ratio_kept(tmp_path, upscaler):
+    source = tmp_path / "anamorphic.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(_frame_pixels(index), format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    for name in ("out.mkv", "out.mp4"):
+        upscale_video(VideoJob(source, tmp_path / name), upscaler, SETTINGS)
+        with av.open(str(tmp_path / name)) as container:
+            stream = container.streams.video[0]
+            # 64×48 pixels of shape 4:3 display as 16:9, and so do 128×96.
+            assert stream.sample_aspect_ratio == Fraction(4, 3), name
+            assert stream.display_aspect_ratio == Fraction(16, 9), name
+
+
+def test_hevc_in_mp4_tagged_hvc1(tmp_path, upscaler):
+    source = make_clip(tmp_path / "in.mp4", audio=None, frames=3)
+    target = tmp_path / "out.mp4"
+    upscale_video(VideoJob(source, target), upscaler, VideoSettings(codec="hevc"))
+    with av.open(str(target)) as container:
+        assert container.streams.video[0].codec_context.codec_tag == "hvc1"
+
+
+def test_stream_language_and_title_kept(tmp_path, upscaler):
+    tags = {"audio": {"language": "deu", "title": "Kommentar"}, "subtitle": {"language": "fra"}}
+    source = make_clip(tmp_path / "in.mkv", subtitle=True, tags=tags, frames=3)
+    copied = tmp_path / "out.mkv"
+    upscale_video(VideoJob(source, copied), upscaler, SETTINGS)
+    with av.open(str(copied)) as container:
+        audio, subtitle = container.streams.audio[0], container.streams.subtitles[0]
+        assert audio.metadata.get("language") == "deu"
+        assert audio.metadata.get("title") == "Kommentar"
+        assert subtitle.metadata.get("language") == "fra"
+
+    # WavPack is re-encoded for MP4, and the new stream keeps the tags too.
+    source = make_clip(tmp_path / "wavpack.mkv", audio="wavpack", tags=tags, frames=3)
+    encoded = tmp_path / "out.mp4"
+    upscale_video(VideoJob(source, encoded), upscaler, SETTINGS)
+    with av.open(str(encoded)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert audio.metadata.get("language") == "deu"
+
+
+def test_progress_ends_at_real_frame_count():
+    from cli import _VideoProgress
+
+    with _VideoProgress(enabled=False) as progress:
+        progress.start("clip.mkv")
+        progress.update(88, 91, True)
+        progress.finish(90)
+        task = progress.progress.tasks[0]
+    assert task.total == 90
+    assert task.completed == 90
+    assert task.fields["estimate"] == ""
