@@ -660,19 +660,20 @@ def test_plan_collisions_and_duplicates(tmp_path):
 def test_plan_folder_outputs_mkv_where_suffix_cannot_hold_codec(tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()
-    for name in ("a.avi", "b.ogv", "c.mp4", "d.webm"):
+    for name in ("a.avi", "b.ogv", "c.mp4", "d.webm", "e.mpg"):
         (folder / name).write_bytes(b"planning reads only names")
     (folder / ".hidden.mp4").write_bytes(b"")
     (folder / "notes.txt").write_text("")
     (folder / "sub").mkdir()
     plan = plan_video_jobs([str(folder)], tmp_path / "out")
-    assert [job.target.name for job in plan.jobs] == ["a.mkv", "b.mkv", "c.mp4", "d.webm"]
+    assert [job.target.name for job in plan.jobs] == ["a.mkv", "b.mkv", "c.mp4", "d.webm", "e.mkv"]
     assert "AVI cannot keep the source timestamps" in plan.notices[folder / "a.avi"]
     assert "the .ogv container cannot hold h264" in plan.notices[folder / "b.ogv"]
+    assert "the .mpg container cannot hold h264" in plan.notices[folder / "e.mpg"]
     assert (plan.skipped_hidden, plan.skipped_not_video, plan.skipped_folders) == (1, 1, 1)
 
     vp8 = plan_video_jobs([str(folder)], tmp_path / "out", codec="vp8")
-    assert [job.target.name for job in vp8.jobs] == ["a.mkv", "b.ogv", "c.mkv", "d.webm"]
+    assert [job.target.name for job in vp8.jobs] == ["a.mkv", "b.ogv", "c.mkv", "d.webm", "e.mkv"]
     assert "cannot hold vp8" in vp8.notices[folder / "c.mp4"]
 
 

@@ -323,6 +323,9 @@ def plan_video_jobs(inputs: list[str], output: Path, *, existing: ExistingPolicy
             plan.jobs.append(VideoJob(source, target))
         elif existing is ExistingPolicy.SKIP or (resume and not work.exists()):
             plan.skipped_existing += 1
+        elif resume:
+            plan.failed.append((source, f"output {target} exists and {work} holds an unfinished run; "
+                                        f"pass --overwrite with --resume to finish it, or delete {work}"))
         else:
             plan.failed.append((source, f"output {target} exists; pass --overwrite or --skip-existing"))
     plan.jobs.sort(key=lambda job: str(job.source))
@@ -585,7 +588,8 @@ def _decode(path: Path, info: _SourceInfo, skip: int,
 
     Raises ``VideoReadError`` when decoding fails, when the demuxer or decoder reports an error
     in ``errors`` (filled by ``_captured_ffmpeg_errors``) after the first frame, or when the
-    last frame ends more than 3 frames and 0.25 s before the end the container declares.
+    last frame ends before the end the container declares by more than 3 frame durations or
+    0.25 s, whichever is longer.
     Messages before the first frame are not counted, because a decoder reports missing
     references while it looks for the first key frame, as in a recording that starts mid-GOP.
 
@@ -715,6 +719,12 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
     return VideoResult(job.target, manifest.frames_done, resumed, notices)
 
 
+# FFmpeg's MPEG-PS muxers take H.264 without an error, but FFmpeg 8 reads such a file back with
+# a video stream of unknown codec; MPEG-1 and MPEG-2 video are the codecs the format defines.
+_MPEG_PS_FORMATS = frozenset({"mpeg", "vob", "dvd", "svcd", "vcd"})
+_MPEG_PS_VIDEO = frozenset({"mpeg1video", "mpeg2video"})
+
+
 @functools.lru_cache(maxsize=None)
 def container_holds(suffix: str, encoder: str) -> bool:
     """Return True when an output with ``suffix`` can be written with video ``encoder``.
@@ -749,6 +759,8 @@ def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], s
         try:
             if output.format.name == "avi":
                 return "AVI cannot keep the source timestamps"
+            if output.format.name in _MPEG_PS_FORMATS and av.Codec(encoder, "w").name not in _MPEG_PS_VIDEO:
+                return "MPEG program streams hold only MPEG-1 and MPEG-2 video"
             video = output.add_stream(encoder, rate=25, options=dict(options))
             video.width, video.height, video.pix_fmt = 64, 64, pix_fmt
             tag_hevc(output, video)
@@ -767,7 +779,7 @@ def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], s
                     packet.stream = target
                     output.mux(packet)
             output.close()
-            return None
+            return _read_back_error(path, encoder, len(output.streams))
         except (av.FFmpegError, ValueError) as error:
             return _ffmpeg_reason(error) if isinstance(error, av.FFmpegError) else str(error)
         finally:
@@ -777,6 +789,22 @@ def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], s
                 output.close()
             except (av.FFmpegError, ValueError):
                 pass
+
+
+def _read_back_error(path: Path, encoder: str, streams: int) -> str | None:
+    """Check that a probe file reads back with its video codec and every stream; returns the
+    problem or None."""
+    try:
+        with av.open(str(path)) as probe:
+            video = probe.streams.video
+            if not video or video[0].codec_context is None or \
+                    video[0].codec_context.codec.id != av.Codec(encoder, "w").id:
+                return "the video stream does not read back as written"
+            if len(probe.streams) < streams:
+                return "a stream does not read back"
+    except (av.FFmpegError, ValueError) as error:
+        return f"the file does not read back ({error})"
+    return None
 
 
 def _plan_other_streams(job: VideoJob, config: EncoderConfig, audio: bool) -> frozenset[int]:
