@@ -6,7 +6,9 @@ an encoder thread writes them into fixed-length segments (``upscale.video_segmen
 every frame is encoded, the segments and the source's audio and subtitle streams are muxed into
 a hidden temporary file beside the output, which is then renamed to the output name. The work
 folder ``OUTPUT.partial/`` keeps finished segments until then, so ``resume=True`` continues an
-interrupted job after its last finished segment.
+interrupted job after its last finished segment. Before the first frame is decoded, a probe file
+shows whether the output container can hold the video codec and the source's other streams.
+A source whose demuxer or decoder reports errors, or whose video ends early, fails as damaged.
 
 Frame times are the source's presentation timestamps, unchanged, so a constant frame rate such
 as 30000/1001 and the frame count are kept, and variable-rate input keeps its timestamps.
@@ -86,7 +88,7 @@ class VideoWriteError(VideoError):
 
 class VideoSettingsError(ValueError):
     """An encoder option that no input can be written with, such as an unknown codec or a CRF
-    out of the encoder's range; the message names the option and its valid values."""
+    out of the encoder's range. The message names the option and its valid values."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def encoder_name(codec: str | None, suffix: str) -> str:
 
 
 def _codec_label(encoder: str) -> str:
-    """The short name of ``encoder`` as the user writes it (``vp8`` for libvpx)."""
+    """Return the short name of ``encoder`` that ``--codec`` takes (``vp8`` for libvpx)."""
     for alias, name in CODEC_ALIASES.items():
         if name == encoder:
             return alias
@@ -252,7 +254,7 @@ def _check_encoder_opens(encoder: str, formats: list[str], options: dict[str, st
 
 
 class ExistingPolicy(str, enum.Enum):
-    """What planning does with an output file that already exists."""
+    """Policy for output files that already exist."""
 
     FAIL = "fail"
     OVERWRITE = "overwrite"
@@ -362,8 +364,8 @@ class _SourceInfo:
     sample_aspect_ratio: Fraction | None
     """Pixel shape of the upright picture; None when the source stores none (square pixels)."""
     end_seconds: float | None
-    """Where the video stream ends according to the container, in seconds; None when it stores no
-    duration of the video stream."""
+    """End of the video stream in seconds as the container declares it; None when the container
+    stores no duration of the video stream."""
 
 
 def _probe(path: Path) -> _SourceInfo:
@@ -586,10 +588,10 @@ def _decode(path: Path, info: _SourceInfo, skip: int,
             errors: list[tuple[int, str, str]] | None = None) -> Iterator[PlaneFrame]:
     """Decode every frame of ``path`` from frame ``skip`` on, with strictly increasing timestamps.
 
-    Raises ``VideoReadError`` when decoding fails, when the demuxer or decoder reports an error
-    in ``errors`` (filled by ``_captured_ffmpeg_errors``) after the first frame, or when the
-    last frame ends before the end the container declares by more than 3 frame durations or
-    0.25 s, whichever is longer.
+    Raises ``VideoReadError`` in three cases. Decoding fails, or the demuxer or decoder reports
+    an error in ``errors`` (filled by ``_captured_ffmpeg_errors``) after the first frame, or the
+    last frame ends early. Early means before the end the container declares by more than 3
+    frame durations or 0.25 s, whichever is longer.
     Messages before the first frame are not counted, because a decoder reports missing
     references while it looks for the first key frame, as in a recording that starts mid-GOP.
 
@@ -720,7 +722,7 @@ def upscale_video(job: VideoJob, upscaler: Upscaler, settings: VideoSettings = V
 
 
 # FFmpeg's MPEG-PS muxers take H.264 without an error, but FFmpeg 8 reads such a file back with
-# a video stream of unknown codec; MPEG-1 and MPEG-2 video are the codecs the format defines.
+# a video stream of unknown codec. MPEG-1 and MPEG-2 video are the codecs the format defines.
 _MPEG_PS_FORMATS = frozenset({"mpeg", "vob", "dvd", "svcd", "vcd"})
 _MPEG_PS_VIDEO = frozenset({"mpeg1video", "mpeg2video"})
 

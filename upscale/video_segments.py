@@ -280,7 +280,7 @@ def _copy_tags(source_stream, target_stream) -> None:
 
 def tag_hevc(output: av.container.OutputContainer, stream) -> None:
     """Tag HEVC in MP4 and MOV as ``hvc1`` (parameter sets in the sample description), which Apple
-    players require; FFmpeg writes ``hev1`` unless told otherwise."""
+    players require. FFmpeg writes ``hev1`` unless the stream's codec tag is set."""
     if stream.codec_context.name in ("hevc", "libx265") and \
             {"mp4", "mov"} & set(output.format.name.split(",")):
         stream.codec_tag = "hvc1"
