@@ -11,7 +11,6 @@ import logging
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -558,6 +557,8 @@ def video(
     Exit codes: 0 when every input succeeded or was skipped, 1 when any failed, 2 for invalid
     options, 130 after Ctrl-C.
     """
+    import time
+
     _setup_logging(quiet)
     if quiet:
         logging.getLogger().setLevel(logging.ERROR)
