@@ -605,6 +605,23 @@ def test_complete_inputs_pass_damage_checks(tmp_path, upscaler):
         assert result.frames == expected, source.name
 
 
+def test_decode_fails_when_video_ends_early(tmp_path):
+    from dataclasses import replace
+
+    from upscale.video import _decode, _probe
+
+    source = make_clip(tmp_path / "in.mkv", audio=None)
+    info = _probe(source)
+    # The DURATION tag of the 12 frames at 29.97 fps: 12 × 1001/30000 s = 0.4004 s.
+    assert info.end_seconds == pytest.approx(12 * 1001 / 30000, abs=1e-3)
+    assert len(list(_decode(source, info, 0))) == FRAMES
+
+    # 0.25 s of tolerance: a declared end 0.2 s later passes, 0.3 s later fails.
+    assert len(list(_decode(source, replace(info, end_seconds=info.end_seconds + 0.2), 0))) == FRAMES
+    with pytest.raises(VideoReadError, match="12 frames decoded, ending at 0.40 s, but the container lists 0.70 s"):
+        list(_decode(source, replace(info, end_seconds=info.end_seconds + 0.3), 0))
+
+
 def test_cli_damaged_input_exit_1_and_others_run(tmp_path, weights):
     good = make_clip(tmp_path / "good.mp4", audio=None, frames=4)
     whole = _noise_clip(tmp_path / "whole.mkv", 30)

@@ -417,14 +417,21 @@ def _probe(path: Path) -> _SourceInfo:
                                    f"to a common codec such as H.264 first") from None
 
 
+# Demuxers (FFmpeg names) that store a duration for each stream.
+_STREAM_DURATION_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "avi", "ogg"})
+
+
 def _video_end_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
     """End time of the video stream that the container declares, in seconds.
 
-    Taken from the stream's duration (MP4, MOV, AVI; with an edit list this is the presented
+    Taken from the stream's duration (MP4, MOV, AVI, Ogg; with an edit list this is the presented
     duration), else its Matroska ``DURATION`` tag, else the container's duration when the
     video is its only stream. The frame count is not used, because MP4 edit lists can hide
-    stored frames.
+    stored frames. Other formats give None, because FFmpeg may fill their stream durations from
+    the container's duration (which audio can extend) or estimate them from the bit rate.
     """
+    if not set(container.format.name.split(",")) & _STREAM_DURATION_FORMATS:
+        return None
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
     if stream.duration and stream.time_base:
         return start + float(stream.duration * stream.time_base)
