@@ -384,9 +384,13 @@ def _probe(path: Path) -> _SourceInfo:
             time_base = stream.time_base or Fraction(1, 1_000_000)
             total = stream.frames
             estimate = total <= 0
+            end_seconds = _video_end_seconds(container, stream)
             if estimate:
-                # Matroska and WebM store no frame count: estimate it from duration × rate.
-                seconds = (float(stream.duration * time_base) if stream.duration
+                # Matroska and WebM store no frame count: estimate it from duration × rate, with
+                # the video's own duration where the container stores one (the DURATION tag).
+                start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
+                seconds = (end_seconds - start if end_seconds is not None
+                           else float(stream.duration * time_base) if stream.duration
                            else (container.duration or 0) / av.time_base)
                 total = max(1, round(seconds * float(rate)))
             rotation = first.rotation or 0
@@ -404,8 +408,7 @@ def _probe(path: Path) -> _SourceInfo:
                 sar = 1 / sar  # a quarter turn swaps the pixel's width and height
             sar = Fraction(sar) if sar and sar != 1 else None
             return _SourceInfo(width, height, first.format.name, Fraction(rate), Fraction(time_base),
-                               total, estimate, rotation, full_range, color, sar,
-                               _video_end_seconds(container, stream))
+                               total, estimate, rotation, full_range, color, sar, end_seconds)
     except av.FFmpegError as error:
         raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(error)}); check that the "
                                    f"file is complete and is a video") from None
@@ -780,8 +783,11 @@ def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], s
                 copies = [(t, p) for t, p, c in zip(targets, packets, copied) if c]
             frame = av.VideoFrame(64, 64, pix_fmt)
             frame.pts = 0
-            output.mux(video.encode(frame))
-            output.mux(video.encode(None))
+            for packet in video.encode(frame) + video.encode(None):
+                # libx265 can return an unset decode time for a one-frame encode, which the MP4
+                # muxer rejects. The only frame is a key frame, so it decodes at its pts.
+                packet.dts = packet.pts
+                output.mux(packet)
             for target, packets in copies:
                 packet = next(packets, None)
                 if packet is not None:
