@@ -203,8 +203,9 @@ def _codec_label(encoder: str) -> str:
 def check_encoder_settings(settings: VideoSettings, encoder: str) -> None:
     """Check ``settings`` against ``encoder`` before any input is read.
 
-    Raises ``VideoSettingsError`` for an encoder missing from this PyAV build, a CRF outside the
-    encoder's range, a preset or pixel format the encoder rejects.
+    Raises ``VideoSettingsError`` for an encoder missing from this PyAV build or failing to open
+    (a hardware encoder without its device), a CRF outside the encoder's range, or a preset or
+    pixel format the encoder rejects.
     """
     label = _codec_label(encoder)
     try:
@@ -239,6 +240,11 @@ def check_encoder_settings(settings: VideoSettings, encoder: str) -> None:
             _check_encoder_opens(encoder, formats, {"preset": settings.preset},
                                  f"invalid --preset {settings.preset!r} for av1: use a number from "
                                  f"-2 (slowest) to 13 (fastest)")
+
+    # Hardware encoders are in the build but open only with their device and driver.
+    _check_encoder_opens(encoder, formats, {},
+                         f"encoder {label} failed to open; a hardware encoder needs its device and "
+                         f"driver, so pick a software encoder such as h264, hevc, vp9 or av1")
 
 
 def _check_encoder_opens(encoder: str, formats: list[str], options: dict[str, str], message: str) -> None:
