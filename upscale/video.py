@@ -18,7 +18,6 @@ carries no display matrix.
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 import logging
@@ -35,6 +34,7 @@ from typing import Callable, Iterator
 import av
 
 from .api import Upscaler
+from .batch import ExistingPolicy
 from .video_frames import (AVCOL_RANGE_JPEG, AVCOL_RANGE_MPEG, PlaneFrame, frame_to_planes,
                            is_full_range, planes_to_frame, upscale_frames, working_format)
 from .video_segments import (EncoderConfig, Manifest, SegmentMismatchError, SegmentRecord,
@@ -257,15 +257,6 @@ def _check_encoder_opens(encoder: str, formats: list[str], options: dict[str, st
         context.open()
     except (av.FFmpegError, ValueError):
         raise VideoSettingsError(message) from None
-
-
-class ExistingPolicy(str, enum.Enum):
-    """Policy for output files that already exist."""
-
-    FAIL = "fail"
-    OVERWRITE = "overwrite"
-    SKIP = "skip"
-    """Count the input as done; ``--skip-existing``, and ``--resume`` when no work folder is left."""
 
 
 # Job planning.
