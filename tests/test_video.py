@@ -594,7 +594,7 @@ def test_damaged_inputs_fail(tmp_path, upscaler):
 
 
 def test_complete_inputs_pass_damage_checks(tmp_path, upscaler):
-    # AVI stores one fixed rate and an MPEG-4 Part 2 stream; the edit list of the MP4 hides the
+    # The AVI holds an MPEG-4 Part 2 stream at one fixed rate. The edit list of the MP4 hides the
     # first 5 of its 20 stored frames, so its stored frame count exceeds the frames shown.
     avi = _noise_clip(tmp_path / "whole.avi", 20, codec="mpeg4")
     trimmed = _noise_clip(tmp_path / "trimmed.mp4", 20, first_pts=-5)
@@ -674,7 +674,7 @@ def test_plan_collisions_and_duplicates(tmp_path):
     assert plan.jobs == [VideoJob(Path(same), out / "clip.mp4")]
 
 
-def test_plan_folder_outputs_mkv_where_suffix_cannot_hold_codec(tmp_path):
+def test_plan_mkv_for_unfit_containers(tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()
     for name in ("a.avi", "b.ogv", "c.mp4", "d.webm", "e.mpg"):
