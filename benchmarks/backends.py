@@ -13,11 +13,12 @@ For each scale (default ×2 and ×4) every method upscales the same synthetic RG
 "plain onnxruntime fp32" is the network alone in one onnxruntime call with the engine's default
 settings, the reference for the speed-up columns. Achieved GMAC/s count the weight MACs of the
 network (``ModelDescriptor.macs``, or the estimator's count for the peers) per second of the
-network-alone time (the full time for the peers). The peak is physical cores × clock × MACs per
+row's time. The peak is physical cores × clock × MACs per
 cycle and core of the precision (``--clock-ghz``, ``--macs-per-cycle``).
 
 After one warm-up per method the repetitions run round-robin, so a change in machine load
-affects every method alike. Set5 PSNR uses the protocol of ``upscale.metrics``.
+affects every method alike, and each method's fastest repetition is reported. Set5 PSNR uses the
+protocol of ``upscale.metrics`` (for bicubic: MATLAB-style ``imresize``, as in SR tables).
 
 Results go to stdout and progress to stderr. Exit status: 0 on success, 2 for invalid options
 or missing inputs.
@@ -140,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-psnr", action="store_true", help="do not measure PSNR")
     parser.add_argument("--clock-ghz", type=float, default=None,
                         help="core clock for the peak (default: the TSC rate, BogoMIPS / 2 from /proc/cpuinfo)")
+    parser.add_argument("--tile-sweep", nargs="+", type=int, default=[], metavar="PX",
+                        help="also time the default path (--backend auto) of each variant with these tile "
+                             "sides in LR pixels, 0 for the whole frame")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     return parser.parse_args(argv)
 
@@ -189,7 +193,7 @@ def _resolve(given: Path | None, default: str) -> Path:
 # Methods.
 
 def _sesr_methods(frame: np.ndarray, scale: int, variants: list[str] | None, threads: int,
-                  set5: Path | None) -> list[Method]:
+                  set5: Path | None, tile_sweep: list[int]) -> list[Method]:
     height, width = frame.shape[:2]
     luma = rgb_to_y(frame / 255.0).astype(np.float32)[None, None]
     methods = []
@@ -222,6 +226,14 @@ def _sesr_methods(frame: np.ndarray, scale: int, variants: list[str] | None, thr
                 plain = open_backend(loaded, backend, 0, precision)
                 methods.append(Method(scale, label, "onnxruntime (plain)", "fp32", "network",
                                       lambda plain=plain: _untimed(plain(luma)), d.macs(width, height), psnr))
+
+        # Tile sides for the default path, all in one round-robin with the rows above.
+        default = open_backend(loaded, Backend.AUTO, threads)
+        for tile in tile_sweep:
+            methods.append(Method(scale, f"{d.variant} ×{scale}", f"{default.backend.value} (auto)",
+                                  default.precision.value, f"full, tile {tile or 'whole'}",
+                                  lambda tile=tile: _untimed(upscale_array(frame, default, tile=tile)),
+                                  d.macs(width, height)))
     return methods
 
 
@@ -273,7 +285,11 @@ def _bicubic_method(frame: np.ndarray, scale: int, set5: Path | None) -> Method:
 # Measurement.
 
 def measure(methods: list[Method], repeats: int) -> list[float]:
-    """Warm up every method once, then time them round-robin; returns median seconds per method."""
+    """Warm up every method once, then time them round-robin; returns the fastest seconds per method.
+
+    The fastest repetition is the one least disturbed by other processes on a shared machine;
+    a median of a few repetitions still moves with their load.
+    """
     for method in methods:
         logger.info("warm-up: %s %s %s %s", method.label, method.backend, method.precision, method.kind)
         method.run()
@@ -284,24 +300,24 @@ def measure(methods: list[Method], repeats: int) -> list[float]:
             start = time.perf_counter()
             inside = method.run()
             seconds[index].append(inside if inside is not None else time.perf_counter() - start)
-    return [float(np.median(times)) for times in seconds]
+    return [min(times) for times in seconds]
 
 
 # Rendering.
 
-def _rows(methods: list[Method], medians: list[float], peak_gmacs: dict[str, float]) -> list[list[str]]:
+def _rows(methods: list[Method], fastest: list[float], peak_gmacs: dict[str, float]) -> list[list[str]]:
     rows = []
     for scale in sorted({m.scale for m in methods}):
         indices = [i for i, m in enumerate(methods) if m.scale == scale]
-        plain = {methods[i].label: medians[i] for i in indices if methods[i].backend == "onnxruntime (plain)"}
-        reference_full = {methods[i].label: medians[i] for i in indices
+        plain = {methods[i].label: fastest[i] for i in indices if methods[i].backend == "onnxruntime (plain)"}
+        reference_full = {methods[i].label: fastest[i] for i in indices
                           if (methods[i].backend, methods[i].precision, methods[i].kind) == ("onnxruntime", "fp32", "full")}
         fp32_psnr = {methods[i].label: methods[i].psnr for i in indices
                      if (methods[i].backend, methods[i].precision) == ("onnxruntime", "fp32")}
         m5_full = reference_full.get(f"sesr-m5 ×{scale}")
         for i in indices:
-            m, seconds = methods[i], medians[i]
-            if m.kind == "full":
+            m, seconds = methods[i], fastest[i]
+            if m.kind.startswith("full"):
                 reference = reference_full.get(m.label, m5_full)
                 speedup = f"{reference / seconds:.2f}" if reference else "—"
             else:
@@ -348,7 +364,7 @@ def header_lines(args: argparse.Namespace, threads: int, clock_ghz: float | None
         f"peak GMAC/s = {cores} cores × {clock_ghz:.3g} GHz × MACs per cycle and core "
         f"({', '.join(f'{p.value} {n}' for p, n in DEFAULT_MACS_PER_CYCLE.items())}): {peak_text}"
         if clock_ghz else "peak: unknown clock (pass --clock-ghz)",
-        f"timing: 1 warm-up per method, then {args.repeats} repetitions round-robin; median wall-clock seconds",
+        f"timing: 1 warm-up per method, then {args.repeats} repetitions round-robin; fastest wall-clock seconds",
         "speed-up: full rows against the same variant's onnxruntime fp32 full path (bicubic and peers against "
         "sesr-m5's); network rows against plain onnxruntime fp32 (one call, engine defaults)",
     ]
@@ -377,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = []
     if args.repeats < 1:
         problems.append(f"--repeats must be at least 1, got {args.repeats}")
+    if any(tile < 0 for tile in args.tile_sweep):
+        problems.append(f"--tile-sweep sides must be 0 or positive, got {args.tile_sweep}")
     if args.threads is not None and args.threads < 1:
         problems.append(f"--threads must be at least 1, got {args.threads}")
     if set5 is not None and not set5.is_dir():
@@ -404,14 +422,14 @@ def main(argv: list[str] | None = None) -> int:
                 methods.append(_bicubic_method(frame, scale, set5))
                 if worker is not None:
                     methods += _peer_methods(frame, scale, worker, peers_dir, Path(scratch), set5)
-                methods += _sesr_methods(frame, scale, args.variants, threads, set5)
-            medians = measure(methods, args.repeats)
+                methods += _sesr_methods(frame, scale, args.variants, threads, set5, args.tile_sweep)
+            fastest = measure(methods, args.repeats)
     finally:
         if worker is not None:
             worker.close()
 
     header = header_lines(args, threads, clock_ghz, cores, peak_gmacs, frame, peer_version)
-    print(render(header, _rows(methods, medians, peak_gmacs), args.markdown))
+    print(render(header, _rows(methods, fastest, peak_gmacs), args.markdown))
     return EXIT_OK
 
 

@@ -148,25 +148,30 @@ def _upscale_region(region: np.ndarray, network: LumaNetwork, padding: Padding) 
         luma = gray_to_y(base)
     upscaled_luma = network(np.ascontiguousarray(luma)[None, None])[0, 0]
 
+    # cv2.merge interleaves the planes about twice as fast as np.dstack.
     if color:
         chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), s) for c in (1, 2)]
-        result = ycbcr_to_rgb(np.dstack([upscaled_luma, *chroma]))
+        result = ycbcr_to_rgb(cv2.merge([upscaled_luma, *chroma]))
     else:
         result = y_to_gray(upscaled_luma)
     if channels in (2, 4):
         alpha = _bicubic(np.ascontiguousarray(region[..., -1]), s)
-        result = np.dstack([result if color else result[..., None], alpha])
+        result = cv2.merge([result, alpha])
     return _crop(result, padding, s)
 
 
+_OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
+
+
 def _quantize(values: np.ndarray, max_value: float, dtype: np.dtype) -> np.ndarray:
-    """Clip float values to [0, 1] and round them to ``dtype``; works in place on ``values``."""
+    """Clip float values to [0, 1] and round them to ``dtype``; float32 is clipped in place.
+
+    For integers, one OpenCV pass scales, rounds to nearest (ties to even, like ``np.rint``) and
+    saturates to the dtype's range, in place of four numpy passes.
+    """
     if max_value == 1.0:
         return np.clip(values, 0.0, 1.0, out=values)
-    np.multiply(values, np.float32(max_value), out=values)
-    np.rint(values, out=values)
-    np.clip(values, 0.0, max_value, out=values)
-    return values.astype(dtype)
+    return cv2.addWeighted(values, max_value, values, 0.0, 0.0, dtype=_OPENCV_DEPTHS[np.dtype(dtype)])
 
 
 def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = None,
