@@ -287,8 +287,8 @@ def _bicubic_method(frame: np.ndarray, scale: int, set5: Path | None) -> Method:
 def measure(methods: list[Method], repeats: int) -> list[float]:
     """Warm up every method once, then time them round-robin; returns the fastest seconds per method.
 
-    The fastest repetition is the one least disturbed by other processes on a shared machine;
-    a median of a few repetitions still moves with their load.
+    The fastest repetition is the one least disturbed by other processes on a shared machine,
+    while a median of a few repetitions still moves with their load.
     """
     for method in methods:
         logger.info("warm-up: %s %s %s %s", method.label, method.backend, method.precision, method.kind)

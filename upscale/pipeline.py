@@ -25,7 +25,9 @@ __all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "A
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
 # 512-pixel tiles also ran faster than whole frames on the CPU, because their feature maps stay
 # in cache: SESR-M5 ×2 on a 1080p frame took 1.61 s tiled against 1.85 s whole on one thread
-# (docs/benchmarks.md).
+# (docs/benchmarks.md). With OpenVINO bf16 on 2 cores, 384 to 768 pixels were equally fast at ×2
+# and 512 fastest at ×4, up to 2.4 times faster than whole frames (benchmarks/backends.py
+# --tile-sweep, same page).
 AUTO_TILE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
 
