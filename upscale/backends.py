@@ -9,7 +9,7 @@ Every backend takes the same ``CollapsedWeights`` and returns N×1×sH×sW float
 
 ``choose_backend`` resolves ``auto`` and unsupported combinations before anything is built, so
 a request that cannot be met falls back to a supported one with a notice instead of producing a
-wrong image. Precision bf16 keeps 8 bits of mantissa in activations and weights, int8 needs a
+wrong image. Precision bf16 keeps 8 significant bits in activations and weights. int8 needs a
 calibration file made for the weights (``upscale.int8``).
 """
 
@@ -56,7 +56,8 @@ class Precision(str, enum.Enum):
     INT8 = "int8"
 
 
-# Precisions each engine runs here, fastest first.
+# Precisions each engine runs. onnxruntime's int8 is correct but slower than its fp32 on
+# AVX-512 CPUs (docs/benchmarks.md), so only an explicit request selects it.
 SUPPORTED: dict[Backend, tuple[Precision, ...]] = {
     Backend.OPENVINO: (Precision.INT8, Precision.BF16, Precision.FP32),
     Backend.ONNXRUNTIME: (Precision.INT8, Precision.FP32),
@@ -233,8 +234,6 @@ def build_onnx_model(weights: CollapsedWeights):
     return model
 
 
-
-
 class _OnnxRuntimeNetwork:
     def __init__(self, model_bytes: bytes, weights: CollapsedWeights, precision: Precision, threads: int) -> None:
         import onnxruntime as ort
@@ -254,7 +253,11 @@ class _OnnxRuntimeNetwork:
 
 
 class _OpenVinoNetwork:
-    """OpenVINO's CPU plugin with one infer request, compiled for dynamic batch and size."""
+    """OpenVINO's CPU plugin with one infer request, compiled for dynamic batch and size.
+
+    NOTE: the single infer request serves one call at a time; threads that share a network
+    must take turns.
+    """
 
     # OpenVINO names of the precisions; int8 graphs run their float parts (the global residual
     # and depth-to-space) in f32, so quantization is the only approximation.

@@ -6,13 +6,14 @@ Scheme (the usual one of onnxruntime's and OpenVINO's int8 convolution kernels):
 - activations: uint8, asymmetric, one scale and zero point per tensor, from the range the fp32
   network reaches on calibration images;
 - biases: int32 with scale = input scale × weight scale, as the QDQ convolution pattern needs;
-- the global residual (LR luma added to every sub-pixel channel), DepthToSpace and the final
-  clip stay in float32, so quantization only touches the residual the network predicts.
+- the input shift (luma − 0.5), the global residual (LR luma added to every sub-pixel
+  channel), DepthToSpace and the final clip stay in float32, so quantization only touches the
+  residual the network predicts.
 
 The ranges live in a small JSON file beside the weights (``name.int8.json`` for
-``name.safetensors``). It
-records a digest of the weights it was made for, so a file never applies to other weights.
-``scripts/calibrate_int8.py`` writes these files; nothing here reads images.
+``name.safetensors``). It records a digest of the weights it was made for, so a file never
+applies to other weights. ``scripts/calibrate_int8.py`` writes these files from training
+images; the functions here take arrays and read no image files.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def collect_ranges(weights: CollapsedWeights, lumas: list[np.ndarray], percentil
     Returns one set of ranges per percentile p: each range runs from the (100 − p)-th to the
     p-th percentile of an activation, pooled over all images, and always contains 0. p = 100
     gives the exact minimum and maximum. Other percentiles are taken from an evenly strided
-    sample of at most ``samples_per_image`` values per image and activation, which bounds memory.
+    sample of up to about ``samples_per_image`` values per image and activation, which bounds
+    memory.
     """
     import onnxruntime as ort
     from onnx import TensorProto, helper
