@@ -17,7 +17,8 @@ import pytest
 
 from conftest import make_random_weights
 from models import load_model, save_weights
-from upscale import Backend, BackendChoice, BackendError, Precision, Upscaler, choose_backend, open_backend
+from upscale import (Backend, BackendChoice, BackendError, Precision, Upscaler, choose_backend, open_backend,
+                     upscale_array)
 from upscale import backends
 from upscale.cpu import physical_cores
 from upscale.int8 import (CalibrationFileError, Int8Calibration, build_int8_model, calibration_path,
@@ -344,3 +345,28 @@ def test_cli_rejects_bad_options(tmp_path: Path, option: str, value: str, messag
     assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert not (tmp_path / "out.png").exists()
+
+
+@needs_bf16
+@pytest.mark.parametrize("shape, dtype", [((30, 41), np.uint8), ((30, 41, 2), np.uint16),
+                                          ((30, 41, 3), np.uint8), ((30, 41, 4), np.float32)])
+def test_default_path_every_layout(shape: tuple[int, ...], dtype: type) -> None:
+    # The default network (bf16) through the whole pipeline, in tiles, against onnxruntime fp32
+    # on the whole image: every layout stays within the bf16 tolerance.
+    weights = load_model("sesr-m5", 2)
+    max_value = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    rng = np.random.default_rng(6)
+    base = cv2.resize(rng.random((6, 8) + shape[2:], dtype=np.float32), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_CUBIC).reshape(shape)
+    pixels = np.clip(base, 0, 1) * max_value
+    pixels = pixels.astype(dtype) if dtype is np.float32 else np.round(pixels).astype(dtype)
+    default = open_backend(weights)
+    reference = upscale_array(pixels, open_backend(weights, "onnxruntime", precision="fp32"), tile=0)
+    output = upscale_array(pixels, default, tile=16)
+    error = np.abs(output.astype(np.float64) - reference.astype(np.float64)) / max_value
+    assert default.precision is Precision.BF16
+    assert output.shape == reference.shape == (60, 82) + shape[2:], f"{output.shape}"
+    assert output.dtype == dtype, f"{output.dtype}"
+    # Integer outputs may round to the neighbouring level as well.
+    rounding = 0.0 if dtype is np.float32 else 1 / max_value
+    assert error.max() <= BF16_MAX_ERROR + rounding, f"max {error.max() * 255:.3f} LSB of 8 bits"
