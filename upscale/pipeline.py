@@ -10,6 +10,7 @@ inverse matrix. Gray images use the same luma mapping with R = G = B.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -131,35 +132,53 @@ def _crop(upscaled: np.ndarray, padding: Padding, scale: int) -> np.ndarray:
     return upscaled[top:upscaled.shape[0] - bottom, left:upscaled.shape[1] - right]
 
 
-def _upscale_region(region: np.ndarray, network: LumaNetwork, padding: Padding) -> np.ndarray:
-    """Upscale one float32 region in [0, 1], mirrored by ``padding`` first; float32, not clipped.
+@dataclass(frozen=True)
+class _NetworkResult:
+    """One tile after the network: its mirrored planes and the upscaled luma, before chroma."""
+
+    region: np.ndarray
+    """Float32 region in [0, 1], mirrored by ``padding``."""
+    ycbcr: np.ndarray | None
+    """YCbCr of the mirrored region for color images, None for gray ones."""
+    upscaled_luma: np.ndarray
+    padding: Padding
+
+
+def _run_network(region: np.ndarray, network: LumaNetwork, padding: Padding) -> _NetworkResult:
+    """Mirror one float32 region in [0, 1] by ``padding`` and upscale its luma with the network.
 
     Every plane (luma, chroma, alpha) is mirrored the same way, so all of them treat the image
     border alike.
     """
-    s = network.scale
     region = cv2.copyMakeBorder(region, *padding, cv2.BORDER_REFLECT_101)
     channels = 1 if region.ndim == 2 else region.shape[2]
-    color = channels in (3, 4)
-    base = region if channels == 1 else (region[..., :3] if color else region[..., 0])
-
-    if color:
-        ycbcr = rgb_to_ycbcr(base)
+    ycbcr = rgb_to_ycbcr(region[..., :3]) if channels in (3, 4) else None
+    if ycbcr is not None:
         luma = ycbcr[..., 0]
     else:
-        luma = gray_to_y(base)
+        luma = gray_to_y(region if channels == 1 else region[..., 0])
     upscaled_luma = network(np.ascontiguousarray(luma)[None, None])[0, 0]
+    return _NetworkResult(region, ycbcr, upscaled_luma, padding)
+
+
+def _finish_region(result: _NetworkResult, scale: int) -> np.ndarray:
+    """Add bicubic chroma and alpha to the upscaled luma and remove the mirror padding.
+
+    Returns the upscaled region in the input's layout, float32, not clipped.
+    """
+    region, ycbcr, upscaled_luma = result.region, result.ycbcr, result.upscaled_luma
+    channels = 1 if region.ndim == 2 else region.shape[2]
 
     # cv2.merge interleaves the planes about twice as fast as np.dstack.
-    if color:
-        chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), s) for c in (1, 2)]
-        result = ycbcr_to_rgb(cv2.merge([upscaled_luma, *chroma]))
+    if ycbcr is not None:
+        chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), scale) for c in (1, 2)]
+        upscaled = ycbcr_to_rgb(cv2.merge([upscaled_luma, *chroma]))
     else:
-        result = y_to_gray(upscaled_luma)
+        upscaled = y_to_gray(upscaled_luma)
     if channels in (2, 4):
-        alpha = _bicubic(np.ascontiguousarray(region[..., -1]), s)
-        result = cv2.merge([result, alpha])
-    return _crop(result, padding, s)
+        alpha = _bicubic(np.ascontiguousarray(region[..., -1]), scale)
+        upscaled = cv2.merge([upscaled, alpha])
+    return _crop(upscaled, result.padding, scale)
 
 
 _OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
@@ -194,20 +213,34 @@ def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = N
     output = np.empty((height * s, width * s) + pixels.shape[2:], dtype=pixels.dtype)
     plan = plan_tiles(height, width, tile, network.receptive_radius)
 
-    for index, t in enumerate(plan, start=1):
-        # Convert only the region this tile reads, so peak float memory follows the tile size.
-        region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
-        if max_value != 1.0:
-            region /= np.float32(max_value)
-        # Tiles at the image border mirror the image there; inner edges already read a halo.
-        padding = (plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom),
-                   plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right))
-        result = _upscale_region(region, network, padding)
-
+    def finish(t: Tile, result: _NetworkResult) -> None:
         # Cut the core out of the upscaled region and quantize it into the output.
+        upscaled = _finish_region(result, s)
         y0, x0 = (t.top - t.read_top) * s, (t.left - t.read_left) * s
-        core = result[y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
+        core = upscaled[y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
         output[t.top * s:t.bottom * s, t.left * s:t.right * s] = _quantize(core, max_value, pixels.dtype)
-        if on_tile is not None:
-            on_tile(index, plan.count)
+
+    # A worker thread finishes tile i (chroma, color conversion, rounding: mostly one core)
+    # while the network runs on tile i + 1. Tiles write disjoint parts of the output, and the
+    # network is only ever called from this thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesr-finish") as finisher:
+        pending: Future | None = None
+        for index, t in enumerate(plan, start=1):
+            # Convert only the region this tile reads, so peak float memory follows the tile size.
+            region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
+            if max_value != 1.0:
+                region /= np.float32(max_value)
+            # Tiles at the image border mirror the image there; inner edges already read a halo.
+            padding = (plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom),
+                       plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right))
+            result = _run_network(region, network, padding)
+
+            if pending is not None:
+                pending.result()
+                if on_tile is not None:
+                    on_tile(index - 1, plan.count)
+            pending = finisher.submit(finish, t, result)
+        pending.result()
+    if on_tile is not None:
+        on_tile(plan.count, plan.count)
     return output
