@@ -26,8 +26,8 @@ __all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "A
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
 # 512-pixel tiles also ran faster than whole frames on the CPU, because their feature maps stay
 # in cache: SESR-M5 ×2 on a 1080p frame took 1.61 s tiled against 1.85 s whole on one thread
-# (docs/benchmarks.md). With OpenVINO bf16 on 2 cores, 384 to 768 pixels were equally fast at ×2
-# and 512 fastest at ×4, up to 2.4 times faster than whole frames (benchmarks/backends.py
+# (docs/benchmarks.md). With OpenVINO bf16 on 2 cores, 512 was within 1 % of the fastest tile
+# side at ×2 and ×4, where whole frames took 2.7 times as long (benchmarks/backends.py
 # --tile-sweep, same page).
 AUTO_TILE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
