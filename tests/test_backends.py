@@ -36,14 +36,14 @@ def test_onnx_graph_matches_numpy_reference() -> None:
         x = np.where(x >= 0, x, alpha * x)
     r = weights.tail.weight[:, :, 2, 2] @ (x + x0) + weights.tail.bias + y
     expected = np.clip(r.reshape(2, 2), 0, 1)  # CRD depth-to-space of 4 channels
-    out = open_backend(weights)(np.full((1, 1, 1, 1), y, dtype=np.float32))[0, 0]
+    out = open_backend(weights, "onnxruntime")(np.full((1, 1, 1, 1), y, dtype=np.float32))[0, 0]
     assert np.allclose(out, expected, atol=1e-6), f"onnx {out.ravel()}, numpy {expected.ravel()}"
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (1, 1, 3), (3, 5, 3), (17, 31, 3), (29, 19, 4), (33, 40, 2)])
 @pytest.mark.parametrize("tile", [1, 4, 7, 16])
 def test_tiled_equals_whole(shape: tuple[int, ...], tile: int) -> None:
-    network = open_backend(make_random_weights("sesr-m3", 2, seed=7))
+    network = open_backend(make_random_weights("sesr-m3", 2, seed=7), "onnxruntime")
     pixels = np.random.default_rng(2).random(shape, dtype=np.float32)
     whole = upscale_array(pixels, network, tile=0)
     tiled = upscale_array(pixels, network, tile=tile)
@@ -53,7 +53,7 @@ def test_tiled_equals_whole(shape: tuple[int, ...], tile: int) -> None:
 
 
 def test_tiled_equals_whole_x4_uint16() -> None:
-    network = open_backend(make_random_weights("sesr-m3", 4, seed=8))
+    network = open_backend(make_random_weights("sesr-m3", 4, seed=8), "onnxruntime")
     pixels = (np.random.default_rng(3).random((21, 26, 3)) * 65535).astype(np.uint16)
     whole = upscale_array(pixels, network, tile=0)
     tiled = upscale_array(pixels, network, tile=9)
@@ -63,7 +63,7 @@ def test_tiled_equals_whole_x4_uint16() -> None:
 
 
 def test_tile_progress_reports_every_tile() -> None:
-    network = open_backend(make_random_weights())
+    network = open_backend(make_random_weights(), "onnxruntime")
     calls: list[tuple[int, int]] = []
     upscale_array(np.zeros((10, 13), dtype=np.uint8), network, tile=4, on_tile=lambda d, t: calls.append((d, t)))
     assert calls == [(i, 12) for i in range(1, 13)], f"{calls}"
@@ -86,7 +86,7 @@ def test_plan_covers_every_pixel_once() -> None:
 
 
 def test_rejects_bad_layout() -> None:
-    network = open_backend(make_random_weights())
+    network = open_backend(make_random_weights(), "onnxruntime")
     with pytest.raises(ValueError, match="expected"):
         upscale_array(np.zeros((4, 4, 5), dtype=np.uint8), network)
     with pytest.raises(TypeError, match="uint8, uint16 or float32"):
@@ -97,7 +97,7 @@ def test_rejects_bad_layout() -> None:
 def test_flat_image_periodic_to_edges(scale: int) -> None:
     # A flat input mirrored at the borders is flat everywhere, so every output pixel of the same
     # sub-pixel phase must be equal, corners included. Zero padding would bend the edges.
-    network = open_backend(make_random_weights("sesr-m3", scale, seed=11))
+    network = open_backend(make_random_weights("sesr-m3", scale, seed=11), "onnxruntime")
     out = upscale_array(np.full((9, 12), 200, dtype=np.uint8), network, tile=5)
     for dy in range(scale):
         for dx in range(scale):

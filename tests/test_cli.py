@@ -34,7 +34,7 @@ def _run(*args: object) -> Result:
 
 def _upscale(weights: Path, *args: object) -> Result:
     """Run ``sesr upscale`` with a weights file on one onnxruntime thread."""
-    return _run("upscale", *args, "--weights", weights, "--threads", 1)
+    return _run("upscale", *args, "--weights", weights, "--threads", 1, "--backend", "onnxruntime")
 
 
 def _describe(result: Result) -> str:

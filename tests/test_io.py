@@ -45,7 +45,7 @@ def _folder_names(folder: Path) -> list[str]:
 @pytest.fixture
 def upscaler(weights_file: Path) -> Upscaler:
     """×2 sesr-m3 with random weights on one onnxruntime thread."""
-    return Upscaler(weights=weights_file, threads=1)
+    return Upscaler(weights=weights_file, backend="onnxruntime", threads=1)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def identity_upscaler(tmp_path: Path) -> Upscaler:
     path = tmp_path / "identity" / "sesr-m3-x2.safetensors"
     path.parent.mkdir()
     save_weights(make_random_weights(spread=0.0), path)
-    return Upscaler(weights=path, threads=1)
+    return Upscaler(weights=path, backend="onnxruntime", threads=1)
 
 
 # Round trips of write_image and read_image.

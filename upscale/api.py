@@ -11,7 +11,8 @@ from models.descriptor import ModelDescriptor
 from models.weights import CollapsedWeights, load_weights
 from models.zoo import load_model
 
-from .backends import Backend, LumaNetwork, open_backend
+from .backends import Backend, LumaNetwork, Precision, open_backend
+from .int8 import find_calibration
 from .io import ImageFormat, read_image, write_image
 from .pipeline import upscale_array
 
@@ -21,18 +22,27 @@ __all__ = ["Upscaler"]
 class Upscaler:
     """An SESR network ready for inference.
 
-    >>> up = Upscaler("sesr-m5", scale=2)              # shipped weights, onnxruntime
+    >>> up = Upscaler("sesr-m5", scale=2)              # shipped weights, fastest backend
     >>> big = up.upscale_array(rgb)                     # H×W×3 uint8 → 2H×2W×3 uint8
     >>> up.upscale_file("photo.jpg", "photo_x2.png")
     """
 
     def __init__(self, model: str = "sesr-m5", scale: int = 2, *,
-                 backend: Backend | str = Backend.ONNXRUNTIME, weights: Path | str | None = None,
-                 threads: int = 0) -> None:
+                 backend: Backend | str = Backend.AUTO, weights: Path | str | None = None,
+                 threads: int | None = None, precision: Precision | str | None = None) -> None:
+        """Load the weights and open the backend; see ``open_backend`` for ``threads`` and ``precision``.
+
+        For int8, a calibration file beside ``weights`` (``name.int8.json``) is used when it
+        was made for these weights; otherwise the precision falls back with a logged notice.
+        """
         loaded: CollapsedWeights = load_weights(weights) if weights is not None else load_model(model, scale)
+        calibration = None
+        if weights is not None and precision is not None and Precision(precision) is Precision.INT8:
+            calibration = find_calibration(loaded, weights)
         self.weights = loaded
-        self.backend = Backend(backend)
-        self.network: LumaNetwork = open_backend(loaded, self.backend, threads)
+        self.network: LumaNetwork = open_backend(loaded, backend, threads, precision, calibration)
+        self.backend: Backend = self.network.backend
+        self.precision: Precision = self.network.precision
 
     @property
     def descriptor(self) -> ModelDescriptor:

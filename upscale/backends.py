@@ -1,32 +1,68 @@
 """Inference backends: run a collapsed SESR network on N×1×H×W float32 luma in [0, 1].
 
-Both backends take the same ``CollapsedWeights`` and return N×1×sH×sW float32 in [0, 1].
-onnxruntime (default) runs a graph built here from the weights, so it needs neither torch nor a
-model file on disk. The torch backend runs ``models.network.CollapsedSESR`` and needs PyTorch.
+Every backend takes the same ``CollapsedWeights`` and returns N×1×sH×sW float32 in [0, 1].
+
+- onnxruntime runs a graph built here from the weights, in fp32, or int8 from a QDQ graph.
+- OpenVINO (the ``openvino`` package) runs the same graphs with its CPU plugin: fp32, bf16 on
+  CPUs with bf16 instructions (AVX-512 BF16 or AMX), and int8.
+- torch runs ``models.network.CollapsedSESR`` in fp32 and needs PyTorch.
+
+``choose_backend`` resolves ``auto`` and unsupported combinations before anything is built, so
+a request that cannot be met falls back to a supported one with a notice instead of producing a
+wrong image. Precision bf16 keeps 8 significant bits in activations and weights. int8 needs a
+calibration file made for the weights (``upscale.int8``).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import io
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from models.weights import CollapsedWeights
 
+from .cpu import physical_cores
+
+if TYPE_CHECKING:
+    from .int8 import Int8Calibration
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["Backend", "LumaNetwork", "BackendError", "build_onnx_model", "open_backend"]
+__all__ = ["Backend", "Precision", "BackendChoice", "LumaNetwork", "BackendError", "build_onnx_model",
+           "choose_backend", "open_backend", "default_threads"]
 
 ONNX_OPSET = 17
 
 
 class Backend(str, enum.Enum):
-    """Inference engine."""
+    """Inference engine; ``auto`` picks the fastest one that is installed."""
 
+    AUTO = "auto"
     ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
     TORCH = "torch"
+
+
+class Precision(str, enum.Enum):
+    """Arithmetic of the network's convolutions."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+# Precisions each engine runs. onnxruntime's int8 is correct but slower than its fp32 on
+# AVX-512 CPUs (docs/benchmarks.md), so only an explicit request selects it.
+SUPPORTED: dict[Backend, tuple[Precision, ...]] = {
+    Backend.OPENVINO: (Precision.INT8, Precision.BF16, Precision.FP32),
+    Backend.ONNXRUNTIME: (Precision.INT8, Precision.FP32),
+    Backend.TORCH: (Precision.FP32,),
+}
 
 
 class BackendError(RuntimeError):
@@ -40,6 +76,104 @@ class LumaNetwork(Protocol):
     receptive_radius: int
 
     def __call__(self, luma: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The engine and precision that will run, and why they differ from the request, if they do."""
+
+    backend: Backend
+    """Resolved engine, never ``auto``."""
+    precision: Precision
+    notices: tuple[str, ...] = ()
+    """One sentence per fallback from the request, for the user."""
+
+    def __post_init__(self) -> None:
+        if self.backend is Backend.AUTO:
+            raise ValueError("a resolved choice needs a concrete backend, not auto")
+        if self.precision not in SUPPORTED[self.backend]:
+            raise ValueError(f"{self.backend.value} does not run {self.precision.value}")
+
+
+def default_threads() -> int:
+    """Return the default thread count: the physical cores this process may use."""
+    return physical_cores()
+
+
+# Availability probes; tests replace them to simulate a machine without a backend or bf16.
+
+@functools.lru_cache(maxsize=1)
+def _openvino_core():
+    """Return an ``openvino.Core``, or None when OpenVINO is not installed or has no CPU plugin."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    core = openvino.Core()
+    if "CPU" not in core.available_devices:
+        return None
+    return core
+
+
+def openvino_available() -> bool:
+    """Tell whether OpenVINO and its CPU plugin can be loaded."""
+    return _openvino_core() is not None
+
+
+def cpu_has_bf16() -> bool:
+    """Tell whether OpenVINO's CPU plugin reports native bf16 arithmetic on this processor."""
+    core = _openvino_core()
+    return core is not None and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def torch_available() -> bool:
+    """Tell whether PyTorch can be imported."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_backend(backend: Backend | str = Backend.AUTO, precision: Precision | str | None = None,
+                   has_int8_calibration: bool = False) -> BackendChoice:
+    """Resolve a requested backend and precision to ones this machine runs.
+
+    ``precision`` None is the default: bf16 where the CPU has it, else fp32, because both stay
+    within 0.05 dB of fp32 PSNR; int8 loses more and must be requested. An unavailable request
+    falls back with a notice: OpenVINO to onnxruntime, bf16 to fp32, int8 without a calibration
+    file to the default precision. Raises ``BackendError`` only for torch, which has no stand-in.
+    """
+    backend = Backend(backend)
+    requested = Precision(precision) if precision is not None else None
+    notices: list[str] = []
+
+    # Engine: auto prefers OpenVINO, whose CPU plugin runs fp32 faster than onnxruntime and also bf16.
+    if backend is Backend.TORCH and not torch_available():
+        raise BackendError("the torch backend needs PyTorch: pip install 'sesr[train]', "
+                           "or use --backend auto")
+    if backend in (Backend.AUTO, Backend.OPENVINO) and not openvino_available():
+        if backend is Backend.OPENVINO:
+            notices.append("OpenVINO is not installed or has no CPU plugin; using onnxruntime "
+                           "(pip install openvino)")
+        backend = Backend.ONNXRUNTIME
+    elif backend is Backend.AUTO:
+        backend = Backend.OPENVINO
+
+    # Precision: check the request against the engine, the CPU and the calibration files.
+    default = Precision.BF16 if backend is Backend.OPENVINO and cpu_has_bf16() else Precision.FP32
+    chosen = requested or default
+    if chosen is Precision.INT8 and not has_int8_calibration:
+        notices.append(f"no int8 calibration ships for these weights; using {default.value} "
+                       f"(scripts/calibrate_int8.py makes one)")
+        chosen = default
+    if chosen is Precision.BF16 and backend is Backend.OPENVINO and not cpu_has_bf16():
+        notices.append("this CPU has no bf16 instructions; using fp32")
+        chosen = Precision.FP32
+    if chosen not in SUPPORTED[backend]:
+        notices.append(f"{backend.value} does not run {chosen.value}; using fp32")
+        chosen = Precision.FP32
+    return BackendChoice(backend, chosen, tuple(notices))
 
 
 def build_onnx_model(weights: CollapsedWeights):
@@ -101,7 +235,7 @@ def build_onnx_model(weights: CollapsedWeights):
 
 
 class _OnnxRuntimeNetwork:
-    def __init__(self, weights: CollapsedWeights, threads: int) -> None:
+    def __init__(self, model_bytes: bytes, weights: CollapsedWeights, precision: Precision, threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -109,13 +243,45 @@ class _OnnxRuntimeNetwork:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(build_onnx_model(weights).SerializeToString(), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.scale = weights.descriptor.scale
         self.receptive_radius = weights.descriptor.receptive_radius
+        self.backend, self.precision, self.threads = Backend.ONNXRUNTIME, precision, threads
 
     def __call__(self, luma: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"luma": np.ascontiguousarray(luma, dtype=np.float32)})[0]
+
+
+class _OpenVinoNetwork:
+    """OpenVINO's CPU plugin with one infer request, compiled for dynamic batch and size.
+
+    NOTE: the single infer request serves one call at a time; threads that share a network
+    must take turns.
+    """
+
+    # OpenVINO names of the precisions; int8 graphs run their float parts (the global residual
+    # and depth-to-space) in f32, so quantization is the only approximation.
+    _HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.INT8: "f32"}
+
+    def __init__(self, model_bytes: bytes, weights: CollapsedWeights, precision: Precision, threads: int) -> None:
+        core = _openvino_core()
+        if core is None:
+            raise BackendError("OpenVINO is not installed or has no CPU plugin: pip install openvino")
+        config = {"INFERENCE_PRECISION_HINT": self._HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+                  "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = core.compile_model(core.read_model(io.BytesIO(model_bytes)), "CPU", config)
+        self.request = compiled.create_infer_request()
+        self.scale = weights.descriptor.scale
+        self.receptive_radius = weights.descriptor.receptive_radius
+        self.backend, self.precision, self.threads = Backend.OPENVINO, precision, threads
+
+    def __call__(self, luma: np.ndarray) -> np.ndarray:
+        # share_inputs passes the array without a copy; outputs are copied out of the request's
+        # buffer, which the next call overwrites.
+        luma = np.ascontiguousarray(luma, dtype=np.float32)
+        return self.request.infer({0: luma}, share_inputs=True)[0]
 
 
 class _TorchNetwork:
@@ -130,6 +296,7 @@ class _TorchNetwork:
         self.module = CollapsedSESR(weights).eval()
         self.scale = weights.descriptor.scale
         self.receptive_radius = weights.descriptor.receptive_radius
+        self.backend, self.precision, self.threads = Backend.TORCH, Precision.FP32, threads
 
     def __call__(self, luma: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -137,15 +304,27 @@ class _TorchNetwork:
             return self.module(tensor).numpy()
 
 
-def open_backend(weights: CollapsedWeights, backend: Backend | str = Backend.ONNXRUNTIME,
-                 threads: int = 0) -> LumaNetwork:
-    """Prepare ``weights`` for inference on ``backend``; ``threads`` = 0 keeps the engine default."""
-    backend = Backend(backend)
-    if backend is Backend.TORCH:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise BackendError("the torch backend needs PyTorch: pip install 'sesr[train]', "
-                               "or use --backend onnxruntime") from None
+def open_backend(weights: CollapsedWeights, backend: Backend | str = Backend.AUTO, threads: int | None = None,
+                 precision: Precision | str | None = None, calibration: Int8Calibration | None = None) -> LumaNetwork:
+    """Prepare ``weights`` for inference, resolving the request with ``choose_backend``.
+
+    ``threads`` None uses the physical cores, 0 keeps the engine's own default. For int8,
+    ``calibration`` None looks for the shipped calibration of these weights. Fallback notices
+    are logged as warnings. The returned network carries the resolved ``backend``,
+    ``precision`` and ``threads``.
+    """
+    from .int8 import build_int8_model, find_calibration
+
+    if calibration is None and precision is not None and Precision(precision) is Precision.INT8:
+        calibration = find_calibration(weights)
+    choice = choose_backend(backend, precision, has_int8_calibration=calibration is not None)
+    for notice in choice.notices:
+        logger.warning("%s", notice)
+    if threads is None:
+        threads = default_threads()
+
+    if choice.backend is Backend.TORCH:
         return _TorchNetwork(weights, threads)
-    return _OnnxRuntimeNetwork(weights, threads)
+    model = build_int8_model(weights, calibration) if choice.precision is Precision.INT8 else build_onnx_model(weights)
+    engine = _OpenVinoNetwork if choice.backend is Backend.OPENVINO else _OnnxRuntimeNetwork
+    return engine(model.SerializeToString(), weights, choice.precision, threads)

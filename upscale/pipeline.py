@@ -10,6 +10,7 @@ inverse matrix. Gray images use the same luma mapping with R = G = B.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -26,7 +27,9 @@ __all__ = ["Tile", "TilePlan", "plan_tiles", "upscale_array", "upscale_luma", "u
 # allocates feature maps for at most (AUTO_TILE + 2·halo)² pixels (f float32 channels each).
 # 512-pixel tiles also ran faster than whole frames on the CPU, because their feature maps stay
 # in cache: SESR-M5 ×2 on a 1080p frame took 1.61 s tiled against 1.85 s whole on one thread
-# (docs/benchmarks.md).
+# (docs/benchmarks.md). With OpenVINO bf16 on 2 cores, 512 was within 1 % of the fastest tile
+# side at ×2 and ×4, where whole frames took 2.7 times as long (benchmarks/backends.py
+# --tile-sweep, same page).
 AUTO_TILE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
 
@@ -159,44 +162,67 @@ def _crop(upscaled: np.ndarray, padding: Padding, scale: int) -> np.ndarray:
     return upscaled[top:upscaled.shape[0] - bottom, left:upscaled.shape[1] - right]
 
 
-def _upscale_region(region: np.ndarray, network: LumaNetwork, padding: Padding) -> np.ndarray:
-    """Upscale one float32 region in [0, 1], mirrored by ``padding`` first; float32, not clipped.
+@dataclass(frozen=True)
+class _NetworkResult:
+    """One tile after the network: its mirrored planes and the upscaled luma, before chroma."""
+
+    region: np.ndarray
+    """Float32 region in [0, 1], mirrored by ``padding``."""
+    ycbcr: np.ndarray | None
+    """YCbCr of the mirrored region for color images, None for gray ones."""
+    upscaled_luma: np.ndarray
+    padding: Padding
+
+
+def _run_network(region: np.ndarray, network: LumaNetwork, padding: Padding) -> _NetworkResult:
+    """Mirror one float32 region in [0, 1] by ``padding`` and upscale its luma with the network.
 
     Every plane (luma, chroma, alpha) is mirrored the same way, so all of them treat the image
     border alike.
     """
-    s = network.scale
     region = cv2.copyMakeBorder(region, *padding, cv2.BORDER_REFLECT_101)
     channels = 1 if region.ndim == 2 else region.shape[2]
-    color = channels in (3, 4)
-    base = region if channels == 1 else (region[..., :3] if color else region[..., 0])
-
-    if color:
-        ycbcr = rgb_to_ycbcr(base)
+    ycbcr = rgb_to_ycbcr(region[..., :3]) if channels in (3, 4) else None
+    if ycbcr is not None:
         luma = ycbcr[..., 0]
     else:
-        luma = gray_to_y(base)
+        luma = gray_to_y(region if channels == 1 else region[..., 0])
     upscaled_luma = network(np.ascontiguousarray(luma)[None, None])[0, 0]
+    return _NetworkResult(region, ycbcr, upscaled_luma, padding)
 
-    if color:
-        chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), s) for c in (1, 2)]
-        result = ycbcr_to_rgb(np.dstack([upscaled_luma, *chroma]))
+
+def _finish_region(result: _NetworkResult, scale: int) -> np.ndarray:
+    """Add bicubic chroma and alpha to the upscaled luma and remove the mirror padding.
+
+    Returns the upscaled region in the input's layout, float32, not clipped.
+    """
+    region, ycbcr, upscaled_luma = result.region, result.ycbcr, result.upscaled_luma
+    channels = 1 if region.ndim == 2 else region.shape[2]
+
+    # cv2.merge interleaves the planes about twice as fast as np.dstack.
+    if ycbcr is not None:
+        chroma = [_bicubic(np.ascontiguousarray(ycbcr[..., c]), scale) for c in (1, 2)]
+        upscaled = ycbcr_to_rgb(cv2.merge([upscaled_luma, *chroma]))
     else:
-        result = y_to_gray(upscaled_luma)
+        upscaled = y_to_gray(upscaled_luma)
     if channels in (2, 4):
-        alpha = _bicubic(np.ascontiguousarray(region[..., -1]), s)
-        result = np.dstack([result if color else result[..., None], alpha])
-    return _crop(result, padding, s)
+        alpha = _bicubic(np.ascontiguousarray(region[..., -1]), scale)
+        upscaled = cv2.merge([upscaled, alpha])
+    return _crop(upscaled, result.padding, scale)
+
+
+_OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
 
 
 def _quantize(values: np.ndarray, max_value: float, dtype: np.dtype) -> np.ndarray:
-    """Clip float values to [0, 1] and round them to ``dtype``; works in place on ``values``."""
+    """Clip float values to [0, 1] and round them to ``dtype``; float32 is clipped in place.
+
+    For integers, one OpenCV pass scales, rounds to nearest (ties to even, like ``np.rint``) and
+    saturates to the dtype's range, in place of four numpy passes.
+    """
     if max_value == 1.0:
         return np.clip(values, 0.0, 1.0, out=values)
-    np.multiply(values, np.float32(max_value), out=values)
-    np.rint(values, out=values)
-    np.clip(values, 0.0, max_value, out=values)
-    return values.astype(dtype)
+    return cv2.addWeighted(values, max_value, values, 0.0, 0.0, dtype=_OPENCV_DEPTHS[np.dtype(dtype)])
 
 
 def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = None,
@@ -217,20 +243,34 @@ def upscale_array(pixels: np.ndarray, network: LumaNetwork, tile: int | None = N
     output = np.empty((height * s, width * s) + pixels.shape[2:], dtype=pixels.dtype)
     plan = plan_tiles(height, width, tile, network.receptive_radius)
 
-    for index, t in enumerate(plan, start=1):
-        # Convert only the region this tile reads, so peak float memory follows the tile size.
-        region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
-        if max_value != 1.0:
-            region /= np.float32(max_value)
-        # Tiles at the image border mirror the image there; inner edges already read a halo.
-        padding = (plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom),
-                   plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right))
-        result = _upscale_region(region, network, padding)
-
+    def finish(t: Tile, result: _NetworkResult) -> None:
         # Cut the core out of the upscaled region and quantize it into the output.
+        upscaled = _finish_region(result, s)
         y0, x0 = (t.top - t.read_top) * s, (t.left - t.read_left) * s
-        core = result[y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
+        core = upscaled[y0:y0 + (t.bottom - t.top) * s, x0:x0 + (t.right - t.left) * s]
         output[t.top * s:t.bottom * s, t.left * s:t.right * s] = _quantize(core, max_value, pixels.dtype)
-        if on_tile is not None:
-            on_tile(index, plan.count)
+
+    # A worker thread finishes tile i (chroma, color conversion, rounding: mostly one core)
+    # while the network runs on tile i + 1. Tiles write disjoint parts of the output, and the
+    # network is only ever called from this thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesr-finish") as finisher:
+        pending: Future | None = None
+        for index, t in enumerate(plan, start=1):
+            # Convert only the region this tile reads, so peak float memory follows the tile size.
+            region = pixels[t.read_top:t.read_bottom, t.read_left:t.read_right].astype(np.float32)
+            if max_value != 1.0:
+                region /= np.float32(max_value)
+            # Tiles at the image border mirror the image there; inner edges already read a halo.
+            padding = (plan.halo - (t.top - t.read_top), plan.halo - (t.read_bottom - t.bottom),
+                       plan.halo - (t.left - t.read_left), plan.halo - (t.read_right - t.right))
+            result = _run_network(region, network, padding)
+
+            if pending is not None:
+                pending.result()
+                if on_tile is not None:
+                    on_tile(index - 1, plan.count)
+            pending = finisher.submit(finish, t, result)
+        pending.result()
+    if on_tile is not None:
+        on_tile(plan.count, plan.count)
     return output
