@@ -554,8 +554,9 @@ def video(
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.001, help="Length of a resumable segment in seconds of video.")] = 10.0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per network call.")] = 4,
     tile: Annotated[Optional[int], typer.Option("--tile", min=0, help="Tile side in input pixels; 0 = whole frame; default 512 for frames over 1 megapixel.", show_default=False)] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine.")] = Backend.ONNXRUNTIME,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for the backend; 0 = all cores.")] = 0,
+    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine; auto picks the fastest installed one (OpenVINO, else onnxruntime).")] = Backend.AUTO,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Convolution arithmetic; default bf16 where the CPU has it, else fp32. An unsupported choice falls back with a notice.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=0, help="CPU threads for the backend; default: the physical cores; 0 = the engine's own default.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
     list_codecs: Annotated[bool, typer.Option("--list-codecs", callback=_print_encoders, is_eager=True, help="Print the video encoders of the installed PyAV, short names first, and exit.")] = False,
 ) -> None:
@@ -611,7 +612,8 @@ def video(
         raise _usage_error("no video files found in the inputs")
 
     try:
-        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads)
+        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
+                            precision=precision)
     except (MissingWeightsError, WeightsFileError, BackendError) as error:
         raise _usage_error(str(error))
     if weights is not None and scale is not None and upscaler.scale != scale:

@@ -501,7 +501,7 @@ def _job_identity(job: VideoJob, upscaler: Upscaler, config: EncoderConfig, sett
     digest = hashlib.sha256(weights.head.weight.tobytes() + weights.tail.weight.tobytes()).hexdigest()[:16]
     return {"source": str(job.source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "model": f"{upscaler.descriptor.variant}-x{upscaler.scale}", "weights": digest,
-            "backend": upscaler.backend.value, "codec": config.codec, "options": config.options,
+            "backend": upscaler.backend.value, "precision": upscaler.precision.value, "codec": config.codec, "options": config.options,
             "pix_fmt": config.pix_fmt, "tile": settings.tile, "segment_seconds": settings.segment_seconds}
 
 
