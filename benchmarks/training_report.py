@@ -26,6 +26,9 @@ for model in shipped_models():
               f"- initialised from: {t.get('init_from') or 'random (variance-preserving normal)'}",
               f"- wall time: {t['wall_time_s'] / 60:.0f} minutes"
               + (f" on {t['wall_time_note']}" if t.get("wall_time_note") else ""),
+              f"- speed: {t['steps_per_s_median']:.2f} steps/s (median over 50-step intervals, "
+              f"{t['threads']} torch thread{'s' if t['threads'] > 1 else ''})"
+              if t.get("steps_per_s_median") else "- speed: not recorded",
               f"- validation PSNR (held-out luma, {d.scale}-pixel border cut): {t['validation_psnr']:.3f} dB at the end, "
               f"best {t['validation_best']['psnr']:.3f} dB at step {t['validation_best']['step']:,}"]
     points = {p["step"]: p["psnr"] for p in t["validation_curve"]}  # older records repeat the last step

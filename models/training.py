@@ -121,6 +121,27 @@ def _thin(history: list[dict], count: int) -> list[dict]:
     return sampled
 
 
+def median_steps_per_second(log_path: Path) -> float | None:
+    """Return the median training speed over the logged intervals of a run's ``log.jsonl``.
+
+    Each pair of consecutive step records gives one rate, so time spent stopped, validating or
+    restarting after an interruption affects only a few intervals, not the median.
+    """
+    rates = []
+    previous = None
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if "elapsed_s" not in record:
+            continue
+        if previous is not None:
+            steps = record["step"] - previous["step"]
+            seconds = record["elapsed_s"] - previous["elapsed_s"]
+            if steps > 0 and seconds > 0:
+                rates.append(steps / seconds)
+        previous = record
+    return round(float(np.median(rates)), 2) if rates else None
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     temporary = path.with_name(path.name + ".partial")
     torch.save(state, temporary)
@@ -244,6 +265,8 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         "lr_images": "MATLAB-style antialiased bicubic, RGB rounded to uint8",
         "init_from": str(config.init_from) if config.init_from else None,
         "wall_time_s": round(elapsed, 1),
+        "steps_per_s_median": median_steps_per_second(log_path),
+        "threads": torch.get_num_threads(),
         "validation_psnr": final_psnr,
         "validation_best": best,
         "validation_curve": _thin(history, 20),

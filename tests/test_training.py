@@ -118,3 +118,18 @@ def test_init_from_same_and_other_scale(tmp_path: Path) -> None:
     assert same_shape_tail, "no last-block tensor shares its shape across scales"
     assert not copied_tail, f"×4 init copied last-block tensors {copied_tail}"
     assert source.steps == 10, source
+
+
+def test_median_speed_ignores_pauses_and_restarts(tmp_path: Path) -> None:
+    from models.training import median_steps_per_second
+
+    # 50-step intervals of 10 s (5 steps/s), one 500 s pause, a resume that repeats step 100,
+    # and a validation record without timing.
+    records = [{"step": 50, "elapsed_s": 10.0}, {"step": 100, "elapsed_s": 20.0},
+               {"step": 150, "elapsed_s": 520.0}, {"step": 100, "elapsed_s": 20.0},
+               {"step": 150, "elapsed_s": 30.0}, {"step": 150, "validation_psnr": 30.0},
+               {"step": 200, "elapsed_s": 40.0}]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    # Rates: 5, 0.1, 5, 5 (the step-100 repeat gives no interval) → median 5.
+    assert median_steps_per_second(log) == 5.0
