@@ -38,6 +38,33 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
+# Options shared by upscale, video and eval, defined once so their help and checks agree.
+BackendOption = Annotated[Backend, typer.Option(
+    "--backend", help="Inference engine; auto picks the fastest installed one (OpenVINO, else onnxruntime).")]
+PrecisionOption = Annotated[Optional[Precision], typer.Option(
+    "--precision", show_default=False,
+    help="Convolution arithmetic; default bf16 where the CPU has it, else fp32. int8 is fastest on OpenVINO "
+         "(onnxruntime int8 is slower than its fp32) and loses 0.02 to 0.07 dB PSNR on photos with the "
+         "shipped weights, but can change text, line art, screenshots and noise by tens of levels. int8 "
+         "with --weights needs a calibration file beside them (scripts/calibrate_int8.py --weights). "
+         "An unsupported choice falls back with a notice.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(
+    "--threads", show_default=False,
+    help="CPU threads for the backend; default: the physical cores; 0 = the engine's own default; "
+         "more than the logical CPUs is lowered to them with a warning.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notices; print only failures and errors.")]
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None and threads < 0:
+        raise _usage_error(f"--threads must be 0 (the engine's default) or a positive number, got {threads}")
+
+
+def _missing_path(text: str) -> bool:
+    """Tell whether an input argument names a path that does not exist and is no glob pattern."""
+    return not any(c in text for c in "*?[") and not Path(text).exists()
+
+
 @app.callback()
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
@@ -46,10 +73,10 @@ def main(
     """Upscale images with SESR networks and estimate their cost on NPUs."""
 
 
-def _setup_logging(quiet: bool, verbose: bool = False) -> None:
+def _setup_logging(quiet: bool, verbose: bool = False, quiet_level: int = logging.ERROR) -> None:
     level = logging.INFO
     if quiet:
-        level = logging.WARNING
+        level = quiet_level
     elif verbose:
         level = logging.DEBUG
     if stderr.is_terminal:
@@ -138,15 +165,15 @@ def upscale(
     model: Annotated[str, typer.Option("--model", "-m", help="sesr-m3, sesr-m5, sesr-m7, sesr-m11 or sesr-xl; `sesr models` lists those with shipped weights.")] = "sesr-m5",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to use instead of the shipped ones.")] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in input pixels; 0 = whole image; default 512 for images over 1 megapixel.")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine; auto picks the fastest installed one (OpenVINO, else onnxruntime).")] = Backend.AUTO,
-    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Convolution arithmetic; default bf16 where the CPU has it, else fp32. int8 is fastest and loses 0.02 to 0.07 dB PSNR with the shipped weights. An unsupported choice falls back with a notice.", show_default=False)] = None,
+    backend: BackendOption = Backend.AUTO,
+    precision: PrecisionOption = None,
     image_format: Annotated[Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff; default keeps the input's (bmp → png).")] = None,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave existing output files and process only missing ones.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders; the output mirrors the folder tree.")] = False,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the backend; default: the physical cores; 0 = the engine's own default.", show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Upscale images ×2 or ×4 with an SESR network."""
     _setup_logging(quiet)
@@ -161,8 +188,7 @@ def upscale(
         raise _usage_error(f"--scale must be 2 or 4, got {scale}")
     if tile is not None and tile < 0:
         raise _usage_error(f"--tile must be 0 or a positive number of pixels, got {tile}")
-    if threads is not None and threads < 0:
-        raise _usage_error(f"--threads must be 0 or a positive number, got {threads}")
+    _check_threads(threads)
     try:
         variant_spec(model)
         chosen_format = _parse_format(image_format) if image_format else None
@@ -176,7 +202,8 @@ def upscale(
                            f"change the suffix or the format")
     if output.exists() and not output.is_dir() and len(inputs) > 1:
         raise _usage_error(f"{output} is a file; several inputs need an output folder")
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    # A single missing path is left to the job plan, which reports it as not found.
+    single_file = len(inputs) == 1 and (Path(inputs[0]).is_file() or _missing_path(inputs[0]))
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir() and not single_file:
         raise _usage_error(f"output {output} looks like a file name, but the input is a folder, a "
                            f"pattern or several files; give an output folder")
@@ -184,11 +211,13 @@ def upscale(
     try:
         upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
                             precision=precision)
-    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError) as error:
+    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError, ValueError) as error:
         raise _usage_error(str(error))
     if weights is not None and scale is not None and upscaler.scale != scale:
         raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
                            f"pass --scale {upscaler.scale} or leave --scale out")
+    if not quiet:
+        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
 
     policy = (ExistingPolicy.OVERWRITE if overwrite else
               ExistingPolicy.SKIP if skip_existing else ExistingPolicy.FAIL)
@@ -263,38 +292,47 @@ def evaluate(
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 2,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Collapsed weights file to measure instead of the shipped ones.")] = None,
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="Add a baseline row: bicubic (MATLAB-style).")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine; auto picks the fastest installed one.")] = Backend.AUTO,
-    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Convolution arithmetic; default bf16 where the CPU has it, else fp32.", show_default=False)] = None,
+    backend: BackendOption = Backend.AUTO,
+    precision: PrecisionOption = None,
+    threads: ThreadsOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Measure PSNR and SSIM on luma with the standard SR protocol.
 
     HR images are modcropped to the scale, shrunk with MATLAB-style antialiased bicubic
     resizing, upscaled, and compared on BT.601 luma with `scale` pixels cut at each border.
+
+    Exit codes: 0 on success, 1 when an image cannot be decoded, 2 for invalid options or a
+    missing or empty folder.
     """
     import json
 
     from rich.table import Table
 
     from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
-    from models.data import DatasetError
+    from models.data import DatasetError, ImageDecodeError
     from upscale import BackendError, Upscaler
     from upscale.int8 import CalibrationFileError
     from upscale.metrics import bicubic_sr_luma, evaluate_folder, network_method
     from upscale.pipeline import upscale_luma
 
-    _setup_logging(quiet=True)
+    _setup_logging(quiet)
     if scale not in (2, 4):
         raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    _check_threads(threads)
     if baseline not in (None, "bicubic"):
         raise _usage_error(f"unknown --baseline {baseline!r}: the only baseline is bicubic")
     try:
         variant_spec(model)
-        upscaler = Upscaler(model, scale, backend=backend, weights=weights, precision=precision)
-    except (UnknownModelError, MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError) as error:
+        upscaler = Upscaler(model, scale, backend=backend, weights=weights, precision=precision, threads=threads)
+    except (UnknownModelError, MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError,
+            ValueError) as error:
         raise _usage_error(str(error))
     if upscaler.scale != scale:
         raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}")
+    if not quiet:
+        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
 
     name = weights.name if weights is not None else f"{upscaler.descriptor.variant}"
     methods = [(name, network_method(lambda luma: upscale_luma(luma, upscaler.network)))]
@@ -309,11 +347,18 @@ def evaluate(
                 results.append({"dataset": folder.name, "method": method_name, "scale": scale,
                                  "psnr": score.psnr, "ssim": score.ssim,
                                  "images": [{"name": i.name, "psnr": i.psnr, "ssim": i.ssim} for i in score.images]})
+    except ImageDecodeError as error:
+        stderr.print(f"[red]failed:[/red] {escape(str(error.path))}: {escape(error.reason)}",
+                     highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
     except (DatasetError, ValueError) as error:
         raise _usage_error(str(error))
 
     if json_output:
-        stdout.print_json(json.dumps({"model": upscaler.descriptor.variant, "scale": scale, "results": results}))
+        network = upscaler.network
+        stdout.print_json(json.dumps({"model": upscaler.descriptor.variant, "scale": scale,
+                                      "backend": network.backend.value, "precision": network.precision.value,
+                                      "threads": network.threads, "results": results}))
         return
     for result in results:
         table = Table(title=f"{result['dataset']} ×{scale}: {result['method']}")
@@ -344,7 +389,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print warnings and errors only.")] = False,
 ) -> None:
     """Train an SESR network on a folder of HR images and write collapsed weights."""
-    _setup_logging(quiet)
+    _setup_logging(quiet, quiet_level=logging.WARNING)
     try:
         from models.training import TrainConfig
         from models.training import train as run_training
@@ -554,10 +599,10 @@ def video(
     segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.001, help="Length of a resumable segment in seconds of video.")] = 10.0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per network call.")] = 4,
     tile: Annotated[Optional[int], typer.Option("--tile", min=0, help="Tile side in input pixels; 0 = whole frame; default 512 for frames over 1 megapixel.", show_default=False)] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="Inference engine; auto picks the fastest installed one (OpenVINO, else onnxruntime).")] = Backend.AUTO,
-    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Convolution arithmetic; default bf16 where the CPU has it, else fp32. An unsupported choice falls back with a notice.", show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=0, help="CPU threads for the backend; default: the physical cores; 0 = the engine's own default.", show_default=False)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only failures.")] = False,
+    backend: BackendOption = Backend.AUTO,
+    precision: PrecisionOption = None,
+    threads: ThreadsOption = None,
+    quiet: QuietOption = False,
     list_codecs: Annotated[bool, typer.Option("--list-codecs", callback=_print_encoders, is_eager=True, help="Print the video encoders of the installed PyAV, short names first, and exit.")] = False,
 ) -> None:
     """Upscale videos ×2 or ×4, keeping timing, audio, subtitles, rotation and color tags.
@@ -568,12 +613,11 @@ def video(
     import time
 
     _setup_logging(quiet)
-    if quiet:
-        logging.getLogger().setLevel(logging.ERROR)
     # SVT-AV1 prints its settings for every segment unless SVT_LOG limits it to errors (level 1).
     os.environ.setdefault("SVT_LOG", "1")
     from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
     from upscale import BackendError, Upscaler
+    from upscale.int8 import CalibrationFileError
     try:
         from upscale.video import (ExistingPolicy, VideoError, VideoSettings, VideoSettingsError,
                                    check_encoder_settings, encoder_name, plan_video_jobs, upscale_video)
@@ -586,6 +630,7 @@ def video(
         raise _usage_error("--overwrite and --skip-existing exclude each other; pass one")
     if scale is not None and scale not in (2, 4):
         raise _usage_error(f"--scale must be 2 or 4, got {scale}")
+    _check_threads(threads)
     try:
         variant_spec(model)
     except UnknownModelError as error:
@@ -614,11 +659,13 @@ def video(
     try:
         upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
                             precision=precision)
-    except (MissingWeightsError, WeightsFileError, BackendError) as error:
+    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError, ValueError) as error:
         raise _usage_error(str(error))
     if weights is not None and scale is not None and upscaler.scale != scale:
         raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
                            f"pass --scale {upscaler.scale} or leave --scale out")
+    if not quiet:
+        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
     if len(plan.jobs) > 1 or any(path.is_dir() for path in inputs):
         output.mkdir(parents=True, exist_ok=True)
 
@@ -669,7 +716,8 @@ def _check_video_output(inputs: list[Path], output: Path, codec: Optional[str]) 
     """Reject an output path that cannot work for these inputs, as ``sesr upscale`` does."""
     from upscale.video import VIDEO_SUFFIXES, container_holds, encoder_name
 
-    single_file = len(inputs) == 1 and inputs[0].is_file()
+    # A single missing path is left to the job plan, which reports it as not found.
+    single_file = len(inputs) == 1 and (inputs[0].is_file() or _missing_path(str(inputs[0])))
     names_file = output.suffix.lower() in VIDEO_SUFFIXES and not output.is_dir()
     if output.exists() and not output.is_dir() and not single_file:
         raise _usage_error(f"{output} is a file; a folder or several inputs need an output folder")

@@ -26,6 +26,15 @@ class DatasetError(ValueError):
     """A training or evaluation folder that cannot be used."""
 
 
+class ImageDecodeError(DatasetError):
+    """An image file in a dataset folder that OpenCV cannot decode."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.reason = "cannot be decoded as an image; remove or replace the file"
+        super().__init__(f"{path}: {self.reason}")
+
+
 @dataclass(frozen=True)
 class ImagePair:
     """One HR image and its LR version, as luma / 255 in float32."""
@@ -53,7 +62,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """Read an 8-bit image as H×W×3 RGB uint8; gray images are replicated to three channels."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetError(f"{path}: cannot be decoded as an image; remove or replace the file")
+        raise ImageDecodeError(path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

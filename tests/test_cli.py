@@ -536,3 +536,89 @@ def test_interrupt_leaves_no_partial_files(tmp_path: Path, weights_file: Path) -
     assert not list(output.glob(".*")), f"temporary files left: {list(output.glob('.*'))}"
     for path in finished:
         assert _image_shape(path) == (192, 256, 3), f"{path.name} is incomplete: {_image_shape(path)}"
+
+
+# Status line, quiet mode and eval.
+
+def test_status_line_names_backend_precision_threads(tmp_path: Path, good_folder: Path, weights_file: Path) -> None:
+    result = _upscale(weights_file, good_folder / "a.png", "-o", tmp_path / "out.png")
+
+    assert result.exit_code == 0, _describe(result)
+    assert "sesr-m3 ×2 on onnxruntime fp32, 1 thread\n" in result.stderr, _describe(result)
+
+
+def test_quiet_hides_fallback_notices(tmp_path: Path, good_folder: Path, weights_file: Path) -> None:
+    loud = _upscale(weights_file, good_folder / "a.png", "-o", tmp_path / "loud.png", "--precision", "int8")
+    quiet = _upscale(weights_file, good_folder / "a.png", "-o", tmp_path / "quiet.png", "--precision", "int8", "-q")
+
+    assert loud.exit_code == 0 and quiet.exit_code == 0, _describe(loud) + _describe(quiet)
+    assert "using fp32" in loud.stderr, _describe(loud)
+    assert quiet.stderr == "", _describe(quiet)
+
+
+def test_missing_single_input_with_file_output(tmp_path: Path, weights_file: Path) -> None:
+    missing = tmp_path / "nonexist.png"
+
+    result = _upscale(weights_file, missing, "-o", tmp_path / "x.png")
+
+    assert result.exit_code == 1, _describe(result)
+    assert f"{missing}: not found; check the path" in " ".join(result.stderr.split()), _describe(result)
+    assert "looks like a file name" not in result.stderr, _describe(result)
+
+
+def test_upscale_file_rejects_output_onto_input(good_folder: Path, weights_file: Path) -> None:
+    from upscale import Upscaler
+
+    source = good_folder / "a.png"
+    before = source.read_bytes()
+    link = good_folder / "link.png"
+    link.symlink_to(source)
+    upscaler = Upscaler(weights=weights_file, backend="onnxruntime", threads=1)
+
+    for target in (source, good_folder / "." / "a.png", link):
+        with pytest.raises(ValueError, match="would overwrite its input"):
+            upscaler.upscale_file(source, target)
+    assert source.read_bytes() == before, "a.png changed"
+
+
+def _eval(weights: Path, *args: object) -> Result:
+    return _run("eval", *args, "--weights", weights, "--backend", "onnxruntime")
+
+
+@pytest.fixture
+def eval_folder(tmp_path: Path) -> Path:
+    """A folder with two 32×40 PNGs, large enough to score at ×2 after the border cut."""
+    folder = tmp_path / "set"
+    _write_png(folder / "a.png", 32, 40, seed=3)
+    _write_png(folder / "b.png", 32, 40, seed=4)
+    return folder
+
+
+def test_eval_json_records_backend(eval_folder: Path, weights_file: Path) -> None:
+    result = _eval(weights_file, eval_folder, "--threads", 1, "--json")
+
+    assert result.exit_code == 0, _describe(result)
+    document = json.loads(result.stdout)
+    assert (document["backend"], document["precision"], document["threads"]) == ("onnxruntime", "fp32", 1)
+    assert "sesr-m3 ×2 on onnxruntime fp32, 1 thread" in result.stderr, _describe(result)
+    assert [image["name"] for image in document["results"][0]["images"]] == ["a.png", "b.png"]
+
+
+def test_eval_undecodable_image_fails_with_its_name(eval_folder: Path, weights_file: Path) -> None:
+    broken = eval_folder / "c.png"
+    broken.write_bytes(b"not a png")
+
+    result = _eval(weights_file, eval_folder, "--threads", 1, "-q")
+
+    assert result.exit_code == 1, _describe(result)
+    assert f"{broken}: cannot be decoded" in " ".join(result.stderr.split()), _describe(result)
+
+
+@pytest.mark.parametrize("command", ["upscale", "eval"])
+def test_negative_threads_same_message(tmp_path: Path, good_folder: Path, weights_file: Path, command: str) -> None:
+    args = [good_folder] if command == "eval" else [good_folder, "-o", tmp_path / "out"]
+
+    result = _run(command, *args, "--weights", weights_file, "--threads", -1)
+
+    assert result.exit_code == 2, _describe(result)
+    assert "--threads must be 0 (the engine's default) or a positive number, got -1" in result.stderr, _describe(result)

@@ -791,3 +791,21 @@ def test_progress_ends_at_real_frame_count():
     assert task.total == 90
     assert task.completed == 90
     assert task.fields["estimate"] == ""
+
+
+def test_cli_missing_single_input_not_found(tmp_path, weights):
+    missing = tmp_path / "nonexist.mp4"
+    result = _run(weights, missing, "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 1, _describe(result)
+    assert f"{missing}: not found; check the path" in " ".join(result.stderr.split()), _describe(result)
+    assert "looks like a file name" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_cli_quiet_prints_no_status_line(tmp_path, weights):
+    source = make_clip(tmp_path / "in.mp4", audio=None, frames=2)
+    loud = _run(weights, source, "-o", tmp_path / "loud.mp4", "--backend", "onnxruntime")
+    quiet = _run(weights, source, "-o", tmp_path / "quiet.mp4", "--backend", "onnxruntime", "-q")
+    assert loud.exit_code == 0 and quiet.exit_code == 0, _describe(loud) + _describe(quiet)
+    assert "sesr-m3 ×2 on onnxruntime fp32, 1 thread" in loud.stderr, _describe(loud)
+    assert quiet.stderr == "", _describe(quiet)

@@ -26,7 +26,7 @@ import numpy as np
 
 from models.weights import CollapsedWeights
 
-from .cpu import physical_cores
+from .cpu import physical_cores, usable_cpus
 
 if TYPE_CHECKING:
     from .int8 import Int8Calibration
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["Backend", "Precision", "BackendChoice", "LumaNetwork", "BackendError", "build_onnx_model",
-           "choose_backend", "open_backend", "default_threads"]
+           "choose_backend", "open_backend", "default_threads", "check_threads", "describe_network"]
 
 ONNX_OPSET = 17
 
@@ -100,6 +100,36 @@ def default_threads() -> int:
     return physical_cores()
 
 
+def check_threads(threads: int | None) -> int:
+    """Resolve a thread request: None → ``default_threads()``, 0 → the engine's own default.
+
+    Raises ``ValueError`` for a negative count. A count above the usable logical CPUs is
+    lowered to that number with a logged warning, because engines given thousands of threads
+    spend minutes creating and scheduling them (onnxruntime 1.32 with 1000 threads on 2 CPUs
+    took 59 s for an image that takes 1.1 s with 2).
+    """
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise ValueError(f"threads must be a whole number, got {threads!r}")
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (the engine's default) or a positive number, got {threads}")
+    logical = len(usable_cpus())
+    if threads > logical:
+        logger.warning("%d threads requested but this process may use %d logical CPUs; using %d",
+                       threads, logical, logical)
+        return logical
+    return threads
+
+
+def describe_network(network: LumaNetwork) -> str:
+    """Name the engine, precision and thread count a network runs with, for one status line."""
+    names = {Backend.OPENVINO: "OpenVINO", Backend.ONNXRUNTIME: "onnxruntime", Backend.TORCH: "torch"}
+    threads = getattr(network, "threads", 0)
+    count = f"{threads} thread{'s' if threads != 1 else ''}" if threads else "the engine's default threads"
+    return f"{names[network.backend]} {network.precision.value}, {count}"
+
+
 # Availability probes; tests replace them to simulate a machine without a backend or bf16.
 
 @functools.lru_cache(maxsize=1)
@@ -136,13 +166,14 @@ def torch_available() -> bool:
 
 
 def choose_backend(backend: Backend | str = Backend.AUTO, precision: Precision | str | None = None,
-                   has_int8_calibration: bool = False) -> BackendChoice:
+                   has_int8_calibration: bool = False, missing_calibration: str | None = None) -> BackendChoice:
     """Resolve a requested backend and precision to ones this machine runs.
 
     ``precision`` None is the default: bf16 where the CPU has it, else fp32, because both stay
     within 0.05 dB of fp32 PSNR; int8 loses more and must be requested. An unavailable request
     falls back with a notice: OpenVINO to onnxruntime, bf16 to fp32, int8 without a calibration
-    file to the default precision. Raises ``BackendError`` only for torch, which has no stand-in.
+    file to the default precision. ``missing_calibration`` says why there is no calibration file,
+    for that notice. Raises ``BackendError`` only for torch, which has no stand-in.
     """
     backend = Backend(backend)
     requested = Precision(precision) if precision is not None else None
@@ -150,12 +181,14 @@ def choose_backend(backend: Backend | str = Backend.AUTO, precision: Precision |
 
     # Engine: auto prefers OpenVINO, whose CPU plugin runs fp32 faster than onnxruntime and also bf16.
     if backend is Backend.TORCH and not torch_available():
-        raise BackendError("the torch backend needs PyTorch: pip install 'sesr[train]', "
+        raise BackendError("the torch backend needs PyTorch: pip install torch (or pip install "
+                           "'sesr[train]', or pip install '.[train]' in a source checkout), "
                            "or use --backend auto")
     if backend in (Backend.AUTO, Backend.OPENVINO) and not openvino_available():
-        if backend is Backend.OPENVINO:
-            notices.append("OpenVINO is not installed or has no CPU plugin; using onnxruntime "
-                           "(pip install openvino)")
+        # A bf16 request gets one notice below that names OpenVINO and its install command.
+        if requested is not Precision.BF16:
+            notices.append("OpenVINO is not installed or has no CPU plugin; using onnxruntime, which "
+                           "is slower (pip install openvino)")
         backend = Backend.ONNXRUNTIME
     elif backend is Backend.AUTO:
         backend = Backend.OPENVINO
@@ -164,9 +197,13 @@ def choose_backend(backend: Backend | str = Backend.AUTO, precision: Precision |
     default = Precision.BF16 if backend is Backend.OPENVINO and cpu_has_bf16() else Precision.FP32
     chosen = requested or default
     if chosen is Precision.INT8 and not has_int8_calibration:
-        notices.append(f"no int8 calibration ships for these weights; using {default.value} "
-                       f"(scripts/calibrate_int8.py makes one)")
+        reason = missing_calibration or "no int8 calibration ships for these weights"
+        notices.append(f"{reason}; using {default.value}")
         chosen = default
+    if chosen is Precision.BF16 and backend is Backend.ONNXRUNTIME and not openvino_available():
+        notices.append("bf16 runs on OpenVINO, which is not installed or has no CPU plugin; using "
+                       "onnxruntime fp32 (pip install openvino)")
+        chosen = Precision.FP32
     if chosen is Precision.BF16 and backend is Backend.OPENVINO and not cpu_has_bf16():
         notices.append("this CPU has no bf16 instructions; using fp32")
         chosen = Precision.FP32
@@ -305,23 +342,27 @@ class _TorchNetwork:
 
 
 def open_backend(weights: CollapsedWeights, backend: Backend | str = Backend.AUTO, threads: int | None = None,
-                 precision: Precision | str | None = None, calibration: Int8Calibration | None = None) -> LumaNetwork:
+                 precision: Precision | str | None = None, calibration: Int8Calibration | None = None,
+                 missing_calibration: str | None = None) -> LumaNetwork:
     """Prepare ``weights`` for inference, resolving the request with ``choose_backend``.
 
-    ``threads`` None uses the physical cores, 0 keeps the engine's own default. For int8,
-    ``calibration`` None looks for the shipped calibration of these weights. Fallback notices
-    are logged as warnings. The returned network carries the resolved ``backend``,
+    ``threads`` None uses the physical cores, 0 keeps the engine's own default, and a count above
+    the logical CPUs is lowered to them (``check_threads``, which raises ``ValueError`` for a
+    negative count). For int8, ``calibration`` None looks for the shipped calibration of these
+    weights. Fallback notices are logged as warnings. The returned network carries the resolved ``backend``,
     ``precision`` and ``threads``.
     """
-    from .int8 import build_int8_model, find_calibration
+    from .int8 import build_int8_model, find_calibration, missing_calibration_reason
 
+    threads = check_threads(threads)
     if calibration is None and precision is not None and Precision(precision) is Precision.INT8:
         calibration = find_calibration(weights)
-    choice = choose_backend(backend, precision, has_int8_calibration=calibration is not None)
+        if calibration is None and missing_calibration is None:
+            missing_calibration = missing_calibration_reason(weights)
+    choice = choose_backend(backend, precision, has_int8_calibration=calibration is not None,
+                            missing_calibration=missing_calibration)
     for notice in choice.notices:
         logger.warning("%s", notice)
-    if threads is None:
-        threads = default_threads()
 
     if choice.backend is Backend.TORCH:
         return _TorchNetwork(weights, threads)

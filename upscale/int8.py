@@ -30,7 +30,8 @@ from models.weights import CollapsedWeights, ConvWeights
 from models.zoo import WEIGHTS_DIR
 
 __all__ = ["Int8Calibration", "CalibrationFileError", "weights_digest", "calibration_path",
-           "load_calibration", "save_calibration", "find_calibration", "activation_names",
+           "load_calibration", "save_calibration", "find_calibration", "missing_calibration_reason",
+           "activation_names",
            "collect_ranges", "build_int8_model"]
 
 FORMAT_NAME = "sesr-int8-calibration"
@@ -152,6 +153,22 @@ def find_calibration(weights: CollapsedWeights, weights_file: Path | str | None 
     if missing:
         raise CalibrationFileError(path, f"no range for {', '.join(sorted(missing))}")
     return calibration
+
+
+def missing_calibration_reason(weights: CollapsedWeights, weights_file: Path | str | None = None) -> str:
+    """Explain why ``find_calibration`` found no calibration, with the command that makes one.
+
+    ``weights_file`` None means the shipped weights of the same variant and scale.
+    """
+    d = weights.descriptor
+    if weights_file is None:
+        return f"no int8 calibration ships for {d.variant} ×{d.scale}"
+    path = calibration_path(weights_file)
+    command = f"python scripts/calibrate_int8.py --weights {weights_file}"
+    if path.is_file():
+        return (f"{path} was made for other weights (its weights_sha256 differs); "
+                f"make one for {weights_file} with: {command}")
+    return f"no int8 calibration {path} beside the weights; make one with: {command}"
 
 
 def collect_ranges(weights: CollapsedWeights, lumas: list[np.ndarray], percentiles: tuple[float, ...] = (100.0,),
