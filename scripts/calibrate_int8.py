@@ -1,6 +1,7 @@
-"""Calibrate int8 activation ranges for shipped SESR weights and measure the PSNR they cost.
+"""Calibrate int8 activation ranges for SESR weights and measure the PSNR they cost.
 
-For each weights file:
+The weights are the shipped ones (``--models``, ``--scales``) or any collapsed weights files
+(``--weights``). For each weights file:
 
 1. Split the training images as ``sesr train`` does: every 20th image (sorted by folder, then
    name) is held out, the others are calibration images. The evaluation sets are never used
@@ -15,6 +16,10 @@ int8 and bf16 run on OpenVINO, fp32 on onnxruntime, each on whole images with mi
 as ``sesr upscale`` runs them. Example, from the repository root::
 
     python scripts/calibrate_int8.py --models sesr-m5 --scales 2
+    python scripts/calibrate_int8.py --weights runs/m5-x2/sesr-m5-x2.safetensors
+
+``sesr upscale --weights FILE --precision int8`` uses ``FILE``'s calibration only when it was
+made for exactly those weights.
 
 Results go to stdout and progress to stderr. Exit status: 0 on success, 1 when an image cannot
 be read, 2 for invalid options or missing folders.
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import SCALES, load_weights, shipped_models
+from models import SCALES, WeightsFileError, load_weights, shipped_models
 from models.data import DatasetError, list_images, make_pair
 from upscale.backends import Precision, open_backend
 from upscale.int8 import Int8Calibration, calibration_path, collect_ranges, save_calibration, weights_digest
@@ -52,8 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"training image folders; default: {' '.join(DEFAULT_DATA)}, relative to the repository root")
     parser.add_argument("--evaluation", nargs="+", type=Path, default=None, metavar="DIR",
                         help=f"evaluation folders; default: {' '.join(DEFAULT_EVALUATION)}, relative to the repository root")
-    parser.add_argument("--models", nargs="+", default=None, metavar="VARIANT",
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--models", nargs="+", default=None, metavar="VARIANT",
                         help="shipped variants to calibrate (default: every shipped weights file)")
+    chosen.add_argument("--weights", nargs="+", type=Path, default=None, metavar="FILE",
+                        help="collapsed weights files to calibrate instead of shipped ones; each "
+                             "FILE.safetensors gets FILE.int8.json beside it")
     parser.add_argument("--scales", nargs="+", type=int, choices=SCALES, default=list(SCALES), metavar="S",
                         help="scales to calibrate, 2 or 4 (default: 2 4)")
     parser.add_argument("--percentiles", nargs="+", type=float, default=[100.0, 99.999, 99.99, 99.9],
@@ -145,16 +154,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    chosen = [m for m in shipped_models() if m.descriptor.scale in args.scales
-              and (args.models is None or m.descriptor.variant in args.models)]
+    if args.weights is not None:
+        missing = [str(path) for path in args.weights if not path.is_file()]
+        if missing:
+            print(f"error: weights file not found: {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+        chosen = list(args.weights)
+    else:
+        chosen = [m.path for m in shipped_models() if m.descriptor.scale in args.scales
+                  and (args.models is None or m.descriptor.variant in args.models)]
     if not chosen:
         print("error: no shipped weights match --models and --scales", file=sys.stderr)
         return EXIT_USAGE
     print("| model | scale | percentile | dataset | fp32 dB | bf16 Δ dB | int8 Δ dB |")
     print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
-    for shipped in chosen:
+    for weights_file in chosen:
         try:
-            calibration = calibrate(shipped.path, data, evaluation, args)
+            calibration = calibrate(weights_file, data, evaluation, args)
+        except WeightsFileError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
         except DatasetError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILED
@@ -163,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {calibration.variant} | ×{calibration.scale} | {percentile} | {dataset} | {score['fp32']:.3f} "
                   f"| {score['bf16'] - score['fp32']:+.3f} | {score['int8'] - score['fp32']:+.3f} |", flush=True)
         if not args.dry_run:
-            save_calibration(calibration, calibration_path(shipped.path))
-            logger.info("wrote %s", calibration_path(shipped.path))
+            save_calibration(calibration, calibration_path(weights_file))
+            logger.info("wrote %s", calibration_path(weights_file))
     return EXIT_OK
 
 

@@ -436,3 +436,45 @@ def test_default_path_every_layout(shape: tuple[int, ...], dtype: type) -> None:
     # Integer outputs may round to the neighbouring level as well.
     rounding = 0.0 if dtype is np.float32 else 1 / max_value
     assert error.max() <= BF16_MAX_ERROR + rounding, f"max {error.max() * 255:.3f} LSB of 8 bits"
+
+
+# Calibration script.
+
+def _load_calibration_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_int8.py"
+    spec = importlib.util.spec_from_file_location("calibrate_int8", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_openvino
+def test_calibrate_script_writes_beside_weights(tmp_path: Path, weights_file: Path) -> None:
+    # Eleven training images give one held-out image (every 20th, starting at the 11th).
+    data, evaluation = tmp_path / "train", tmp_path / "test"
+    data.mkdir()
+    evaluation.mkdir()
+    for index in range(11):
+        luma = synthetic_luma(32, 32, seed=10 + index)
+        cv2.imwrite(str(data / f"{index:02d}.png"), np.round(luma * 255).astype(np.uint8))
+    cv2.imwrite(str(evaluation / "a.png"), np.round(synthetic_luma(32, 32, seed=30) * 255).astype(np.uint8))
+
+    script = _load_calibration_script()
+    status = script.main(["--weights", str(weights_file), "--data", str(data), "--evaluation", str(evaluation),
+                          "--percentiles", "100", "--calibration-step", "1"])
+
+    assert status == 0
+    weights = load_weights(weights_file)
+    calibration = find_calibration(weights, weights_file)
+    assert calibration is not None, f"{calibration_path(weights_file)} missing or made for other weights"
+    assert calibration.record["calibration_images"] == 10
+    assert Upscaler(weights=weights_file, backend="onnxruntime", precision="int8", threads=1).precision is Precision.INT8
+
+
+def test_calibrate_script_rejects_missing_weights(tmp_path: Path) -> None:
+    script = _load_calibration_script()
+    status = script.main(["--weights", str(tmp_path / "absent.safetensors"), "--data", str(tmp_path),
+                          "--evaluation", str(tmp_path)])
+    assert status == 2
