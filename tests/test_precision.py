@@ -336,6 +336,18 @@ def test_negative_threads_raise_value_error(backend: str) -> None:
         Upscaler("sesr-m3", 2, backend=backend, threads=-1)
 
 
+@pytest.mark.parametrize("threads, message", [(-1, "threads must be 0"), (1.5, "whole number"),
+                                              (True, "whole number")])
+def test_check_threads_rejects_invalid(threads: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        backends.check_threads(threads)
+
+
+def test_check_threads_accepts_numpy_integers() -> None:
+    assert backends.check_threads(np.int64(1)) == 1
+    assert backends.check_threads(0) == 0
+
+
 def test_threads_capped_at_logical_cpus(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(backends, "usable_cpus", lambda: [0, 1, 2])
     with caplog.at_level(logging.WARNING, logger="upscale.backends"):

@@ -19,6 +19,7 @@ import enum
 import functools
 import io
 import logging
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -110,8 +111,9 @@ def check_threads(threads: int | None) -> int:
     """
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int):
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
         raise ValueError(f"threads must be a whole number, got {threads!r}")
+    threads = int(threads)
     if threads < 0:
         raise ValueError(f"threads must be 0 (the engine's default) or a positive number, got {threads}")
     logical = len(usable_cpus())
