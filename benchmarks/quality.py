@@ -324,7 +324,9 @@ def plot_psnr_vs_macs(rows: list[Row], datasets: list[Path], dataset: str, path:
                 continue
             style = {"sesr": ("o", "tab:red"), "peer": ("s", "tab:blue")}[row.kind]
             axis.scatter(row.macs / 1e9, psnr, marker=style[0], color=style[1], zorder=3)
-            axis.annotate(row.method, (row.macs / 1e9, psnr), textcoords="offset points",
+            # SESR points sit close together, so they get short labels (M3, M5, ...).
+            label = row.method.removeprefix("sesr-").upper() if row.kind == "sesr" else row.method
+            axis.annotate(label, (row.macs / 1e9, psnr), textcoords="offset points",
                           xytext=(5, -10 if row.kind == "peer" else 4), fontsize=8)
             published = PUBLISHED_X2.get(row.method, {}).get(dataset) if scale == 2 else None
             if published is not None:
