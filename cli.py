@@ -44,7 +44,7 @@ BackendOption = Annotated[Backend, typer.Option(
 PrecisionOption = Annotated[Optional[Precision], typer.Option(
     "--precision", show_default=False,
     help="Convolution arithmetic; default bf16 where the CPU has it, else fp32. int8 is fastest on OpenVINO "
-         "(onnxruntime int8 is slower than its fp32) and loses 0.02 to 0.07 dB PSNR on photos with the "
+         "(onnxruntime int8 is slower than its fp32) and loses 0.02 to 0.08 dB PSNR on photos with the "
          "shipped weights, but can change text, line art, screenshots and noise by tens of levels. int8 "
          "with --weights needs a calibration file beside them (scripts/calibrate_int8.py --weights). "
          "An unsupported choice falls back with a notice.")]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from upscale.color import rgb_to_y
 from upscale.imresize import imresize
@@ -27,11 +28,11 @@ class DatasetError(ValueError):
 
 
 class ImageDecodeError(DatasetError):
-    """An image file in a dataset folder that OpenCV cannot decode."""
+    """An image file in a dataset folder that is truncated, corrupt or not an image."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.reason = "cannot be decoded as an image; remove or replace the file"
+        self.reason = "cannot be decoded as an image (truncated or corrupt); remove or replace the file"
         super().__init__(f"{path}: {self.reason}")
 
 
@@ -60,6 +61,12 @@ def list_images(folders: list[Path]) -> list[Path]:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Read an 8-bit image as H×W×3 RGB uint8; gray images are replicated to three channels."""
+    # OpenCV returns a half-grey picture for a truncated JPEG, so Pillow decodes every byte first.
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise ImageDecodeError(path) from None
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageDecodeError(path)

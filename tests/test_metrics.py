@@ -348,3 +348,17 @@ def test_score_types_are_frozen():
     score = ImageScore("a.png", 30.0, 0.9)
     with pytest.raises(AttributeError):
         score.psnr = 31.0  # type: ignore[misc]
+
+
+def test_read_rgb_rejects_truncated_jpeg(tmp_path: Path) -> None:
+    from models.data import ImageDecodeError, read_rgb
+
+    rng = np.random.default_rng(3)
+    ok, encoded = cv2.imencode(".jpg", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert ok
+    path = tmp_path / "half.jpg"
+    path.write_bytes(encoded.tobytes()[: len(encoded) // 2])
+    with pytest.raises(ImageDecodeError) as caught:
+        read_rgb(path)
+    assert str(path) in str(caught.value)
+    assert "truncated" in str(caught.value)

@@ -809,3 +809,13 @@ def test_cli_quiet_prints_no_status_line(tmp_path, weights):
     assert loud.exit_code == 0 and quiet.exit_code == 0, _describe(loud) + _describe(quiet)
     assert "sesr-m3 ×2 on onnxruntime fp32, 1 thread" in loud.stderr, _describe(loud)
     assert quiet.stderr == "", _describe(quiet)
+
+
+def test_hevc_probes_print_no_x265_log(capfd: pytest.CaptureFixture[str]) -> None:
+    from upscale.video import check_encoder_settings, container_holds, VideoSettings
+
+    # x265 writes its banner straight to file descriptor 2, so only capfd sees it.
+    assert container_holds(".mkv", "libx265")
+    check_encoder_settings(VideoSettings(preset="fast"), "libx265")
+    err = capfd.readouterr().err
+    assert "x265 [info]" not in err, err[:500]

@@ -252,6 +252,8 @@ def _check_encoder_opens(encoder: str, formats: list[str], options: dict[str, st
     context.width, context.height = 64, 64
     context.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
     context.time_base = Fraction(1, 25)
+    if encoder == "libx265":
+        options = {**options, "x265-params": "log-level=error"}  # x265 prints a banner on every open
     context.options = options
     try:
         context.open()
@@ -770,6 +772,8 @@ def _try_mux(suffix: str, encoder: str, pix_fmt: str, options: dict[str, str], s
                 return "AVI cannot keep the source timestamps"
             if output.format.name in _MPEG_PS_FORMATS and av.Codec(encoder, "w").name not in _MPEG_PS_VIDEO:
                 return "MPEG program streams hold only MPEG-1 and MPEG-2 video"
+            if encoder == "libx265":
+                options = {"x265-params": "log-level=error", **options}  # no banner per probe
             video = output.add_stream(encoder, rate=25, options=dict(options))
             video.width, video.height, video.pix_fmt = 64, 64, pix_fmt
             tag_hevc(output, video)
