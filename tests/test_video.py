@@ -819,3 +819,15 @@ def test_hevc_probes_print_no_x265_log(capfd: pytest.CaptureFixture[str]) -> Non
     check_encoder_settings(VideoSettings(preset="fast"), "libx265")
     err = capfd.readouterr().err
     assert "x265 [info]" not in err, err[:500]
+
+
+def test_cli_still_image_fails_others_run(tmp_path, weights):
+    import cv2
+
+    still = tmp_path / "still.png"
+    assert cv2.imwrite(str(still), np.zeros((48, 64, 3), np.uint8))
+    source = make_clip(tmp_path / "in.mp4", audio=None, frames=2)
+    result = _run(weights, still, source, "-o", tmp_path / "out", "--backend", "onnxruntime")
+    assert result.exit_code == 1, _describe(result)
+    assert "still.png: is a still image, not a video" in " ".join(result.stderr.split()), _describe(result)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in.mp4"]

@@ -373,6 +373,9 @@ def _probe(path: Path) -> _SourceInfo:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoReadError(path, "no video stream; pass a video file")
+            # FFmpeg opens PNG, JPEG and other stills as one-frame video through its image demuxers.
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise VideoReadError(path, "is a still image, not a video; upscale it with sesr upscale")
             stream = container.streams.video[0]
             first = next(container.decode(stream), None)
             if first is None:
