@@ -372,7 +372,7 @@ def _probe(path: Path) -> _SourceInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise VideoReadError(path, "no video stream; pass a video file")
+                raise VideoReadError(path, "no video stream found; pass a video file (an MP4 cut short before its index reads this way)")
             # FFmpeg opens PNG, JPEG and other stills as one-frame video through its image demuxers.
             if container.format.name == "image2" or container.format.name.endswith("_pipe"):
                 raise VideoReadError(path, "is a still image, not a video; upscale it with sesr upscale")
