@@ -140,20 +140,19 @@ class _Progress:
         self.progress.advance(self.files)
 
 
-def _print_summary(result, quiet: bool) -> None:
-    skipped = []
-    if result.skipped_not_image:
-        skipped.append(f"{result.skipped_not_image} not images")
-    if result.skipped_hidden:
-        skipped.append(f"{result.skipped_hidden} hidden")
-    if result.skipped_existing:
-        skipped.append(f"{result.skipped_existing} already done")
-    line = f"{len(result.written)} written, {len(result.failed)} failed"
-    if skipped:
-        line += ", skipped: " + ", ".join(skipped)
-    if not quiet or result.failed:
+def _print_summary(written: int, failed: list[tuple[Path, str]], skipped: list[tuple[int, str]],
+                   quiet: bool) -> None:
+    """Print the batch summary line and one line per failed input on stderr.
+
+    ``skipped`` pairs a count with its label ("not images", "hidden", ...); zero counts are left out.
+    """
+    line = f"{written} written, {len(failed)} failed"
+    parts = [f"{count} {label}" for count, label in skipped if count]
+    if parts:
+        line += ", skipped: " + ", ".join(parts)
+    if not quiet or failed:
         stderr.print(line, highlight=False, soft_wrap=True)
-    for path, reason in result.failed:
+    for path, reason in failed:
         stderr.print(f"[red]failed:[/red] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
@@ -241,7 +240,9 @@ def upscale(
         has_subfolders = any(Path(i).is_dir() and any(p.is_dir() for p in Path(i).iterdir()) for i in inputs)
         hint = "; pass --recursive to descend into subfolders" if has_subfolders and not recursive else ""
         raise _usage_error(f"no image files found in the inputs{hint}")
-    _print_summary(result, quiet)
+    _print_summary(len(result.written), result.failed,
+                   [(result.skipped_not_image, "not images"), (result.skipped_hidden, "hidden"),
+                    (result.skipped_existing, "already done")], quiet)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
@@ -708,7 +709,9 @@ def video(
                      "to continue from the last finished segment.")
         raise typer.Exit(EXIT_INTERRUPTED)
 
-    _print_video_summary(plan, written, failed, quiet)
+    _print_summary(written, failed,
+                   [(plan.skipped_not_video, "not videos"), (plan.skipped_hidden, "hidden"),
+                    (plan.skipped_folders, "folders"), (plan.skipped_existing, "already done")], quiet)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -733,25 +736,6 @@ def _check_video_output(inputs: list[Path], output: Path, codec: Optional[str]) 
     if not container_holds(output.suffix, encoder):
         raise _usage_error(f"output {output}: the {output.suffix} container cannot hold {label} video; "
                            f"write .mkv, or pass a --codec that {output.suffix} holds")
-
-
-def _print_video_summary(plan, written: int, failed: list[tuple[Path, str]], quiet: bool) -> None:
-    skipped = []
-    if plan.skipped_not_video:
-        skipped.append(f"{plan.skipped_not_video} not videos")
-    if plan.skipped_hidden:
-        skipped.append(f"{plan.skipped_hidden} hidden")
-    if plan.skipped_folders:
-        skipped.append(f"{plan.skipped_folders} folders")
-    if plan.skipped_existing:
-        skipped.append(f"{plan.skipped_existing} already done")
-    line = f"{written} written, {len(failed)} failed"
-    if skipped:
-        line += ", skipped: " + ", ".join(skipped)
-    if not quiet or failed:
-        stderr.print(line, highlight=False, soft_wrap=True)
-    for path, reason in failed:
-        stderr.print(f"[red]failed:[/red] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 class _VideoProgress:
