@@ -222,8 +222,7 @@ def build_onnx_model(weights: CollapsedWeights):
     Add(input, broadcast over s² channels) → DepthToSpace(2, CRD) once for ×2, twice for ×4 →
     Clip(0, 1). CRD order matches ``torch.nn.functional.pixel_shuffle``.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     d = weights.descriptor
     nodes, initializers = [], []
@@ -251,17 +250,29 @@ def build_onnx_model(weights: CollapsedWeights):
         x = f"body.{i}.act"
     nodes.append(helper.make_node("Add", [x, x0], ["long_residual"]))
     tail = conv("tail", "long_residual", weights.tail)
+    return finish_onnx_model(nodes, initializers, tail, d.scale, f"{d.variant}-x{d.scale}")
+
+
+def finish_onnx_model(nodes: list, initializers: list, tail: str, scale: int, name: str):
+    """Append the float32 end of an SESR graph and return the checked ONNX ModelProto.
+
+    The end adds the input ``luma`` to ``tail`` (broadcast over s² channels), applies
+    DepthToSpace(2, CRD) once for ×2 and twice for ×4, and clips to [0, 1] as ``upscaled``.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     nodes.append(helper.make_node("Add", [tail, "luma"], ["global_residual"]))
     x = "global_residual"
-    for i in range({2: 1, 4: 2}[d.scale]):
+    for i in range({2: 1, 4: 2}[scale]):
         nodes.append(helper.make_node("DepthToSpace", [x], [f"d2s.{i}"], blocksize=2, mode="CRD"))
         x = f"d2s.{i}"
-    constant("zero", np.array(0.0))
-    constant("one", np.array(1.0))
+    for bound, value in (("zero", 0.0), ("one", 1.0)):
+        initializers.append(numpy_helper.from_array(np.array(value, np.float32), bound))
     nodes.append(helper.make_node("Clip", [x, "zero", "one"], ["upscaled"]))
 
     graph = helper.make_graph(
-        nodes, f"{d.variant}-x{d.scale}",
+        nodes, name,
         [helper.make_tensor_value_info("luma", TensorProto.FLOAT, ["N", 1, "H", "W"])],
         [helper.make_tensor_value_info("upscaled", TensorProto.FLOAT, ["N", 1, "sH", "sW"])],
         initializers,

@@ -235,10 +235,9 @@ def build_int8_model(weights: CollapsedWeights, calibration: Int8Calibration):
     [0, 1] out. Every convolution reads dequantized uint8 activations and int8 weights, so
     onnxruntime and OpenVINO run it with integer kernels.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from .backends import ONNX_OPSET
+    from .backends import finish_onnx_model
 
     d = weights.descriptor
     if (calibration.variant, calibration.scale) != (d.variant, d.scale):
@@ -305,22 +304,4 @@ def build_int8_model(weights: CollapsedWeights, calibration: Int8Calibration):
     tail = conv("tail", "long_residual", weights.tail)
 
     # Float32 from here on: the global residual, depth-to-space and the clip.
-    nodes.append(helper.make_node("Add", [tail, "luma"], ["global_residual"]))
-    x = "global_residual"
-    for i in range({2: 1, 4: 2}[d.scale]):
-        nodes.append(helper.make_node("DepthToSpace", [x], [f"d2s.{i}"], blocksize=2, mode="CRD"))
-        x = f"d2s.{i}"
-    constant("zero", np.array(0.0, np.float32))
-    constant("one", np.array(1.0, np.float32))
-    nodes.append(helper.make_node("Clip", [x, "zero", "one"], ["upscaled"]))
-
-    graph = helper.make_graph(
-        nodes, f"{d.variant}-x{d.scale}-int8",
-        [helper.make_tensor_value_info("luma", TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        [helper.make_tensor_value_info("upscaled", TensorProto.FLOAT, ["N", 1, "sH", "sW"])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="sesr")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return finish_onnx_model(nodes, initializers, tail, d.scale, f"{d.variant}-x{d.scale}-int8")
