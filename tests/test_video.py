@@ -814,7 +814,7 @@ def test_cli_quiet_prints_no_status_line(tmp_path, weights):
 def test_hevc_probes_print_no_x265_log(capfd: pytest.CaptureFixture[str]) -> None:
     from upscale.video import check_encoder_settings, container_holds, VideoSettings
 
-    # x265 writes its banner straight to file descriptor 2, so only capfd sees it.
+    # x265 writes its banner straight to file descriptor 2, so only capfd captures it.
     assert container_holds(".mkv", "libx265")
     check_encoder_settings(VideoSettings(preset="fast"), "libx265")
     err = capfd.readouterr().err

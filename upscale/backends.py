@@ -174,7 +174,7 @@ def choose_backend(backend: Backend | str = Backend.AUTO, precision: Precision |
     ``precision`` None is the default: bf16 where the CPU has it, else fp32, because both stay
     within 0.05 dB of fp32 PSNR; int8 loses more and must be requested. An unavailable request
     falls back with a notice: OpenVINO to onnxruntime, bf16 to fp32, int8 without a calibration
-    file to the default precision. ``missing_calibration`` says why there is no calibration file,
+    file to the default precision. ``missing_calibration`` gives the reason there is no calibration file,
     for that notice. Raises ``BackendError`` only for torch, which has no stand-in.
     """
     backend = Backend(backend)

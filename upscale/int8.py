@@ -62,7 +62,7 @@ class Int8Calibration:
     ranges: dict[str, tuple[float, float]]
     """Activation name (see ``activation_names``) → (min, max) in the network's float units."""
     record: dict = field(default_factory=dict)
-    """How the ranges were made (command, images, statistic) and the measured PSNR loss."""
+    """Record of the calibration: command, images, statistic and the measured PSNR loss."""
 
     def __post_init__(self) -> None:
         for name, (low, high) in self.ranges.items():
