@@ -382,8 +382,8 @@ def train(
     batch: Annotated[int, typer.Option(help="Patches per step.")] = 32,
     patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 64,
     learning_rate: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate (cosine decay).")] = 5e-4,
-    expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p; default 256 for m ≤ 7, 64 for M11 and XL.")] = None,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale.")] = None,
+    expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p during training (default 256); the collapsed network is the same for any p.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale. A smaller network (fewer blocks or channels) is embedded so it computes the same output, for example sesr-m7 to start sesr-m11.")] = None,
     validate_every: Annotated[int, typer.Option(help="Steps between validation PSNR measurements.")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation and patches.")] = 0,
@@ -410,9 +410,10 @@ def train(
         raise _usage_error(str(error))
 
     from models.data import DatasetError
+    from models.training import InitCheckpointError
     try:
         result = run_training(config)
-    except DatasetError as error:
+    except (DatasetError, InitCheckpointError) as error:
         raise _usage_error(str(error))
     except KeyboardInterrupt:
         stderr.print(f"interrupted; rerun the same command to resume from {run_dir / 'checkpoint.pt'}",

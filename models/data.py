@@ -60,16 +60,34 @@ def list_images(folders: list[Path]) -> list[Path]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an 8-bit image as H×W×3 RGB uint8; gray images are replicated to three channels."""
+    """Read an image as H×W×3 RGB uint8 as its decoder returns it, without applying an EXIF
+    orientation tag (MATLAB's ``imread`` does not apply one either).
+
+    Gray images are replicated to three channels, alpha is dropped and 16-bit samples are rounded
+    to 8 bits.
+    """
     # OpenCV returns a half-grey picture for a truncated JPEG, so Pillow decodes every byte first.
     try:
         with Image.open(path) as opened:
             opened.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise ImageDecodeError(path) from None
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+    # IMREAD_UNCHANGED, as `sesr upscale` reads: IMREAD_COLOR fails on a TIFF with orientation 6,
+    # which libtiff has already turned.
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(path)
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ImageDecodeError(path)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

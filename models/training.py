@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,15 @@ from .weights import CollapsedWeights, save_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train", "psnr_y"]
+__all__ = ["TrainConfig", "TrainResult", "InitCheckpointError", "train", "psnr_y"]
+
+
+class InitCheckpointError(ValueError):
+    """The ``init_from`` checkpoint cannot be read or does not fit the network being trained."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     init_from: Path | None = None
     """Checkpoint of another run whose weights start this one (all but the last block when that
-    run's scale differs)."""
+    run's scale differs); that network may have fewer blocks, channels or expansion width."""
     command: str = ""
     """Command line recorded in the weights file."""
 
@@ -148,20 +157,60 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(temporary, path)
 
 
-def _load_init(model: SESR, path: Path, scale: int) -> None:
-    """Copy the tensors of another run's checkpoint into ``model``.
+def _embed(target: torch.Tensor, source: torch.Tensor, key: str) -> torch.Tensor:
+    """Place ``source`` in the leading corner of ``target`` (freshly initialised, same rank).
 
-    From a run at another scale every tensor but the last block's is copied (the SESR paper's
-    ×4-from-×2 initialisation); from a run at the same scale, every tensor, so the run continues
-    training that network with a new schedule.
+    Entries through which a new channel would reach an old output are zeroed: the old rows of a
+    k×k ``expand`` conv ignore new input channels, and the old outputs of a 1×1 ``project`` conv
+    ignore new expansion channels. The network therefore computes what the source network did,
+    while every new entry still receives a gradient from the first step.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    state, source_scale = checkpoint["model"], int(checkpoint["config"]["scale"])
+    result = target.detach().clone()
+    if key.endswith("expand.weight"):
+        result[: source.shape[0], source.shape[1]:] = 0.0
+    elif key.endswith("project.weight"):
+        result[: source.shape[0], source.shape[1]:] = 0.0
+    result[tuple(slice(0, n) for n in source.shape)] = source
+    return result
+
+
+def _load_init(model: SESR, path: Path, scale: int) -> None:
+    """Start ``model`` from another run's checkpoint, keeping what that network computes.
+
+    From a run at another scale every tensor but the last block's is taken (the SESR paper's
+    ×4-from-×2 initialisation). From a run at the same scale every tensor is taken.
+
+    The source network may be smaller. With fewer channels or a narrower expansion width, its
+    tensors fill the leading part of this model's (see ``_embed``). With fewer blocks, the extra
+    blocks are appended as identities: their project conv is zero, so each block is its short
+    residual, and their PReLU slope is 1. A trained SESR-M7 thus starts an SESR-M11, and an
+    SESR-M11 starts an SESR-XL, at the accuracy it had.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        state, source_scale = checkpoint["model"], int(checkpoint["config"]["scale"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        raise InitCheckpointError(path, f"not a readable training checkpoint ({error}); "
+                                  "pass the checkpoint.pt of an earlier `sesr train` run") from error
     own = model.state_dict()
-    copied = {k: v for k, v in state.items() if (source_scale == scale or not k.startswith("tail."))
-              and k in own and own[k].shape == v.shape}
-    model.load_state_dict(copied, strict=False)
-    logger.info("initialised %d of %d tensors from %s (×%d)", len(copied), len(own), path, source_scale)
+    loaded: dict[str, torch.Tensor] = {}
+    for key, tensor in own.items():
+        if key.startswith("tail.") and source_scale != scale:
+            continue
+        if key in state:
+            source = state[key]
+            if source.dim() != tensor.dim() or any(s > t for s, t in zip(source.shape, tensor.shape)):
+                raise InitCheckpointError(
+                    path, f"tensor {key} of shape {tuple(source.shape)} does not fit this model's "
+                    f"{tuple(tensor.shape)}; start from a network with no more blocks or channels, "
+                    f"and set --expansion to at least that run's width")
+            loaded[key] = source if source.shape == tensor.shape else _embed(tensor, source, key)
+        elif key.startswith("body.") and key.endswith("project.weight"):
+            loaded[key] = torch.zeros_like(tensor)
+        elif key.startswith("activations."):
+            loaded[key] = torch.ones_like(tensor)
+    model.load_state_dict(loaded, strict=False)
+    logger.info("initialised %d of %d tensors from %s (×%d)", len(loaded), len(own), path, source_scale)
 
 
 def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("torch")
 from models import load_weights  # noqa: E402
 from models.data import PatchSampler, make_pair  # noqa: E402
-from models.training import TrainConfig, train  # noqa: E402
+from models.training import InitCheckpointError, TrainConfig, train  # noqa: E402
 
 
 def _image_folder(root: Path, count: int = 6) -> Path:
@@ -120,6 +120,64 @@ def test_init_from_same_and_other_scale(tmp_path: Path) -> None:
     assert source.steps == 10, source
 
 
+@pytest.mark.parametrize(("source", "target"), [
+    (("sesr-m3", 8), ("sesr-m5", 8)),       # more blocks
+    (("sesr-m3", 8), ("sesr-m5", 12)),      # more blocks and a wider expansion
+    (("sesr-m11", 8), ("sesr-xl", 8)),      # 16 → 32 channels
+])
+def test_init_from_smaller_network_keeps_its_output(tmp_path: Path, source: tuple, target: tuple) -> None:
+    import torch
+
+    from models import ModelDescriptor
+    from models.network import SESR
+    from models.training import _load_init
+
+    torch.manual_seed(0)
+    small = SESR(ModelDescriptor.for_variant(source[0], 2, expansion=source[1], collapsed=False))
+    with torch.no_grad():
+        for parameter in small.parameters():        # non-zero biases and slopes everywhere
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": small.state_dict(), "config": {"scale": "2"}}, path)
+
+    large = SESR(ModelDescriptor.for_variant(target[0], 2, expansion=target[1], collapsed=False))
+    _load_init(large, path, 2)
+    y = torch.rand(2, 1, 14, 11)
+    with torch.no_grad():
+        expected, got = small(y), large(y)
+    error = (expected - got).abs().max().item()
+    assert error < 1e-5, f"grown network differs from its source by {error:.2e}"
+
+    # Every added block and every added channel must take part in training from the first step.
+    large(y).sub(torch.rand(2, 1, 28, 22)).abs().mean().backward()
+    grown = large.body[-1].project.weight.grad
+    assert grown.abs().sum() > 0, "added block's project conv gets no gradient"
+    tail_new = large.tail.expand.weight.grad[:, small.descriptor.channels:]
+    if tail_new.numel():
+        assert tail_new.abs().sum() > 0, "last block gets no gradient from the added channels"
+
+
+def test_init_from_larger_network_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from models import ModelDescriptor
+    from models.network import SESR
+    from models.training import _load_init
+
+    path = tmp_path / "checkpoint.pt"
+    xl = SESR(ModelDescriptor.for_variant("sesr-xl", 2, expansion=8, collapsed=False))
+    torch.save({"model": xl.state_dict(), "config": {"scale": "2"}}, path)
+    m11 = SESR(ModelDescriptor.for_variant("sesr-m11", 2, expansion=8, collapsed=False))
+    with pytest.raises(InitCheckpointError, match="does not fit"):
+        _load_init(m11, path, 2)
+
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(path.read_bytes()[:100])
+    for bad in (damaged, tmp_path / "missing.pt"):
+        with pytest.raises(InitCheckpointError, match="not a readable training checkpoint"):
+            _load_init(m11, bad, 2)
+
+
 def test_median_speed_ignores_pauses_and_restarts(tmp_path: Path) -> None:
     from models.training import median_steps_per_second
 
@@ -133,3 +191,19 @@ def test_median_speed_ignores_pauses_and_restarts(tmp_path: Path) -> None:
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     # Rates: 5, 0.1, 5, 5 (the step-100 repeat gives no interval) → median 5.
     assert median_steps_per_second(log) == 5.0
+
+
+def test_cli_train_with_unreadable_init_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    folder = _image_folder(tmp_path, count=3)
+    missing = tmp_path / "missing.pt"
+    result = CliRunner().invoke(app, ["train", str(folder), "--run-dir", str(tmp_path / "run"),
+                                      "--model", "sesr-m3", "--steps", "2", "--batch", "2",
+                                      "--patch", "8", "--expansion", "8", "--init-from", str(missing), "-q"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert len(lines) == 1 and "missing.pt" in lines[0] and "checkpoint.pt" in lines[0], result.stderr
+    assert not list((tmp_path / "run").glob("*.safetensors")), "weights written after a failed start"
