@@ -43,12 +43,15 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from models import load_weights, shipped_models
-from upscale.backends import Backend, BackendError, Precision, default_threads, open_backend
-from upscale.color import rgb_to_y
-from upscale.cpu import physical_cores
-from upscale.metrics import bicubic_sr_luma, evaluate_folder, network_method
-from upscale.pipeline import plan_tiles, upscale_array, upscale_luma
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import FRAME_SEED, _cpu_model, _frame_size, make_frame  # noqa: E402
+
+from models import load_weights, shipped_models  # noqa: E402
+from upscale.backends import Backend, BackendError, Precision, default_threads, open_backend  # noqa: E402
+from upscale.color import rgb_to_y  # noqa: E402
+from upscale.cpu import physical_cores  # noqa: E402
+from upscale.metrics import bicubic_sr_luma, evaluate_folder, network_method  # noqa: E402
+from upscale.pipeline import plan_tiles, upscale_array, upscale_luma  # noqa: E402
 
 logger = logging.getLogger("benchmarks.backends")
 
@@ -56,7 +59,6 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PEERS = "../shared/peers/opencv_dnn_superres"
 DEFAULT_SET5 = "../shared/datasets/Set5"
 EXIT_OK, EXIT_USAGE = 0, 2
-FRAME_SEED = 2022
 
 # Backend and precision pairs, in table order; onnxruntime fp32 comes first as the reference.
 COMBINATIONS = [(Backend.ONNXRUNTIME, Precision.FP32), (Backend.ONNXRUNTIME, Precision.INT8),
@@ -108,16 +110,6 @@ class PeerWorker:
         self.process.wait(timeout=30)
 
 
-def _frame_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: expected WxH, for example 1920x1080") from None
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: both sides must be at least 16")
-    return width, height
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=_frame_size, default=(1920, 1080), metavar="WxH",
@@ -148,22 +140,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# Inputs.
-
-def make_frame(width: int, height: int, seed: int = FRAME_SEED) -> np.ndarray:
-    """Make an H×W×3 RGB uint8 frame with gradients, soft blobs, sharp stripes and noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    x /= width
-    y /= height
-    gradients = np.stack([60 + 120 * x, 50 + 110 * y, 170 - 90 * (x + y) / 2], axis=2)
-    coarse = rng.uniform(-40, 40, (max(height // 60, 2), max(width // 60, 2), 3)).astype(np.float32)
-    blobs = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    stripes = 25 * np.sign(np.sin(2 * np.pi * (7 * x + 3 * y)))[..., None]
-    noise = rng.normal(0, 4, (height, width, 3)).astype(np.float32)
-    return np.clip(np.round(gradients + blobs + stripes + noise), 0, 255).astype(np.uint8)
-
-
 def _tsc_ghz() -> float | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -173,17 +149,6 @@ def _tsc_ghz() -> float | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _resolve(given: Path | None, default: str) -> Path:

@@ -28,7 +28,6 @@ import numpy as np
 from estimator import Op, Precision, build_network, estimate, fuse_activations, resolve_npu
 
 try:
-    from ethosu.vela import tflite as tfl
     from ethosu.vela.tflite import (ActivationFunctionType, AddOptions, Buffer, BuiltinOperator, BuiltinOptions,
                                     Conv2DOptions, DepthToSpaceOptions, Model, Operator, OperatorCode,
                                     QuantizationParameters, ResizeBilinearOptions, SubGraph, SubOptions, Tensor,

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from .graph import ELEMENTWISE_OPS, MAC_OPS, Layer, Network, Op, Shape, fuse_activations
+from .graph import MAC_OPS, Layer, Network, Op, Shape, fuse_activations
 from .hardware import SCALE_BIAS_BYTES, MemoryKind, MemorySpec, NpuSpec, Precision
 
 __all__ = ["LayerCost", "NetworkCost", "estimate", "layer_cost", "mac_cycles", "place_tensors",

@@ -15,7 +15,7 @@ import math
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImagePair, PatchSampler, list_images, make_pair
+from .data import HOLDOUT_EVERY, ImagePair, PatchSampler, list_images, make_pair, split_holdout
 from .descriptor import ModelDescriptor
 from .network import SESR, collapse
 from .weights import CollapsedWeights, save_weights
@@ -59,7 +59,7 @@ class TrainConfig:
     """Cosine decay from ``learning_rate`` to this value over ``steps``."""
     expansion: int | None = None
     """Linear-block width p; None takes the variant's default."""
-    holdout_every: int = 20
+    holdout_every: int = HOLDOUT_EVERY
     """Every n-th training image (sorted by name) is held out for validation."""
     validate_every: int = 500
     checkpoint_every: int = 250
@@ -96,12 +96,6 @@ def psnr_y(prediction: np.ndarray, target: np.ndarray, border: int) -> float:
         target = target[border:-border, border:-border]
     mse = float(np.mean((prediction.astype(np.float64) - target.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def _split(files: list[Path], every: int) -> tuple[list[Path], list[Path]]:
-    validation = [f for i, f in enumerate(files) if i % every == every // 2]
-    training = [f for i, f in enumerate(files) if i % every != every // 2]
-    return training, validation
 
 
 def _learning_rate(config: TrainConfig, step: int) -> float:
@@ -228,7 +222,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
 
     # Data: hold out a fixed part of the training images for validation.
     files = list_images(list(config.data))
-    train_files, held_files = _split(files, config.holdout_every)
+    train_files, held_files = split_holdout(files, config.holdout_every)
     logger.info("loading %d training and %d validation images", len(train_files), len(held_files))
     train_pairs = [make_pair(f, config.scale) for f in train_files]
     held_pairs = [make_pair(f, config.scale) for f in held_files]

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from models import SCALES, WeightsFileError, load_weights, shipped_models
-from models.data import DatasetError, list_images, make_pair
+from models.data import DatasetError, list_images, make_pair, split_holdout
 from upscale.backends import Precision, open_backend
 from upscale.int8 import Int8Calibration, calibration_path, collect_ranges, save_calibration, weights_digest
 from upscale.metrics import evaluate_folder, network_method, psnr
@@ -47,7 +47,6 @@ logger = logging.getLogger("scripts.calibrate_int8")
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ("../shared/datasets/T91", "../shared/datasets/BSD200")
 DEFAULT_EVALUATION = ("../shared/datasets/Set5", "../shared/datasets/Set14", "../shared/datasets/BSD100")
-HOLDOUT_EVERY = 20
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -96,8 +95,7 @@ def calibrate(path: Path, data: list[Path], evaluation: list[Path], args: argpar
     weights = load_weights(path)
     d = weights.descriptor
     files = list_images(data)
-    held_out = [f for i, f in enumerate(files) if i % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
-    calibration_files = [f for i, f in enumerate(files) if i % HOLDOUT_EVERY != HOLDOUT_EVERY // 2]
+    calibration_files, held_out = split_holdout(files)
     calibration_files = calibration_files[::args.calibration_step]
 
     # Ranges at every candidate percentile, then the best on the held-out images.

@@ -7,6 +7,7 @@ plain numpy implementation that shares no code with the module under test.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np

@@ -207,3 +207,14 @@ def test_cli_train_with_unreadable_init_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     assert len(lines) == 1 and "missing.pt" in lines[0] and "checkpoint.pt" in lines[0], result.stderr
     assert not list((tmp_path / "run").glob("*.safetensors")), "weights written after a failed start"
+
+
+def test_split_holdout_takes_middle_of_each_run() -> None:
+    from models.data import split_holdout
+
+    files = [Path(f"{i:03d}.png") for i in range(291)]
+    training, held = split_holdout(files)
+    assert [f.name for f in held][:3] == ["010.png", "030.png", "050.png"], held[:3]
+    assert len(held) == 15, len(held)            # 291 images: indices 10, 30, ..., 290
+    assert len(training) == 276, len(training)
+    assert not set(training) & set(held), "an image is both held out and trained on"

@@ -24,8 +24,9 @@ from models import save_weights  # noqa: E402
 from upscale import Upscaler  # noqa: E402
 from upscale.color import video_luma_to_y, y_to_video_luma  # noqa: E402
 from upscale.pipeline import upscale_luma, upscale_luma_batch  # noqa: E402
-from upscale.video import (ExistingPolicy, VideoJob, VideoReadError, VideoSettings, VideoSettingsError,  # noqa: E402
-                           VideoWriteError, check_encoder_settings, plan_video_jobs, upscale_video)
+from upscale.video import (ExistingPolicy, VideoJob, VideoReadError, VideoSettings,  # noqa: E402
+                           VideoWriteError, check_encoder_settings, container_holds, plan_video_jobs,
+                           upscale_video)
 
 WIDTH, HEIGHT, FRAMES = 64, 48, 12
 NTSC = Fraction(30000, 1001)
@@ -812,8 +813,6 @@ def test_cli_quiet_prints_no_status_line(tmp_path, weights):
 
 
 def test_hevc_probes_print_no_x265_log(capfd: pytest.CaptureFixture[str]) -> None:
-    from upscale.video import check_encoder_settings, container_holds, VideoSettings
-
     # x265 writes its banner straight to file descriptor 2, so only capfd captures it.
     assert container_holds(".mkv", "libx265")
     check_encoder_settings(VideoSettings(preset="fast"), "libx265")
