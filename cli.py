@@ -304,12 +304,11 @@ def evaluate(
     HR images are modcropped to the scale, shrunk with MATLAB-style antialiased bicubic
     resizing, upscaled, and compared on BT.601 luma with `scale` pixels cut at each border.
 
-    Exit codes: 0 on success, 1 when an image cannot be decoded, 2 for invalid options or a
-    missing or empty folder.
+    An image that cannot be decoded or is too small is reported and left out, the others are
+    still scored. Exit codes: 0 on success, 1 when an image was left out, 2 for invalid options
+    or a missing or empty folder.
     """
     import json
-
-    from rich.table import Table
 
     from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
     from models.data import DatasetError, ImageDecodeError
@@ -340,29 +339,48 @@ def evaluate(
     if baseline == "bicubic":
         methods.insert(0, ("bicubic", bicubic_sr_luma))
 
+    # Undecodable images are reported once each and left out; the others are still scored.
+    failed: dict[Path, str] = {}
+
+    def report(error: ImageDecodeError) -> None:
+        if error.path not in failed:
+            failed[error.path] = error.reason
+            stderr.print(f"[red]failed:[/red] {escape(str(error.path))}: {escape(error.reason)}",
+                         highlight=False, soft_wrap=True)
+
     results = []
-    try:
-        for folder in datasets:
-            for method_name, method in methods:
-                score = evaluate_folder(folder, method, scale)
-                results.append({"dataset": folder.name, "method": method_name, "scale": scale,
-                                 "psnr": score.psnr, "ssim": score.ssim,
-                                 "images": [{"name": i.name, "psnr": i.psnr, "ssim": i.ssim} for i in score.images]})
-    except ImageDecodeError as error:
-        stderr.print(f"[red]failed:[/red] {escape(str(error.path))}: {escape(error.reason)}",
-                     highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED)
-    except (DatasetError, ValueError) as error:
-        raise _usage_error(str(error))
+    for folder in datasets:
+        for method_name, method in methods:
+            try:
+                score = evaluate_folder(folder, method, scale, on_unreadable=report)
+            except DatasetError as error:
+                if not any(path.parent == folder for path in failed):
+                    raise _usage_error(str(error))
+                continue           # every image of this folder failed and has been reported
+            skipped = sorted(path.name for path in failed if path.parent == folder)
+            results.append({"dataset": folder.name, "method": method_name, "scale": scale,
+                            "psnr": score.psnr, "ssim": score.ssim, "skipped": skipped,
+                            "images": [{"name": i.name, "psnr": i.psnr, "ssim": i.ssim} for i in score.images]})
 
     if json_output:
         network = upscaler.network
         stdout.print_json(json.dumps({"model": upscaler.descriptor.variant, "scale": scale,
                                       "backend": network.backend.value, "precision": network.precision.value,
-                                      "threads": network.threads, "results": results}))
-        return
+                                      "threads": network.threads, "results": results,
+                                      "failed": [{"path": str(path), "reason": reason}
+                                                 for path, reason in failed.items()]}))
+    else:
+        _print_eval_tables(results, scale)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_eval_tables(results: list[dict], scale: int) -> None:
+    from rich.table import Table
+
     for result in results:
-        table = Table(title=f"{result['dataset']} ×{scale}: {result['method']}")
+        skipped = f" ({len(result['skipped'])} unusable image(s) left out)" if result["skipped"] else ""
+        table = Table(title=f"{result['dataset']} ×{scale}: {result['method']}{skipped}")
         table.add_column("image")
         table.add_column("PSNR (dB)", justify="right")
         table.add_column("SSIM", justify="right")
@@ -383,6 +401,7 @@ def train(
     patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 64,
     learning_rate: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate (cosine decay).")] = 5e-4,
     expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p during training (default 256); the collapsed network is the same for any p.")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Steps of linear learning-rate warm-up; default 500 with --init-from, else 0.")] = None,
     init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale. A smaller network (fewer blocks or channels) is embedded so it computes the same output, for example sesr-m7 to start sesr-m11.")] = None,
     validate_every: Annotated[int, typer.Option(help="Steps between validation PSNR measurements.")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.")] = 0,
@@ -402,7 +421,7 @@ def train(
         variant_spec(model)
         config = TrainConfig(
             variant=model, scale=scale, data=tuple(data), run_dir=run_dir, steps=steps, batch=batch,
-            patch=patch, learning_rate=learning_rate, expansion=expansion, init_from=init_from,
+            patch=patch, learning_rate=learning_rate, warmup_steps=warmup, expansion=expansion, init_from=init_from,
             validate_every=validate_every, threads=threads, seed=seed,
             command="sesr " + shlex.join(sys.argv[1:]),
         )

@@ -31,11 +31,12 @@ class DatasetError(ValueError):
 
 
 class ImageDecodeError(DatasetError):
-    """An image file in a dataset folder that is truncated, corrupt or not an image."""
+    """An image file in a dataset folder that cannot be used: empty, truncated, corrupt, not an
+    image, or too small for the protocol."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, problem: str = "cannot be decoded as an image (truncated or corrupt)") -> None:
         self.path = Path(path)
-        self.reason = "cannot be decoded as an image (truncated or corrupt); remove or replace the file"
+        self.reason = f"{problem}; remove or replace the file"
         super().__init__(f"{path}: {self.reason}")
 
 
@@ -81,6 +82,11 @@ def read_rgb(path: Path) -> np.ndarray:
     to 8 bits.
     """
     # OpenCV returns a half-grey picture for a truncated JPEG, so Pillow decodes every byte first.
+    try:
+        if Path(path).stat().st_size == 0:
+            raise ImageDecodeError(path, "file is empty (0 bytes)")
+    except OSError as error:
+        raise ImageDecodeError(path, f"cannot be read ({error.strerror})") from None
     try:
         with Image.open(path) as opened:
             opened.load()

@@ -604,14 +604,43 @@ def test_eval_json_records_backend(eval_folder: Path, weights_file: Path) -> Non
     assert [image["name"] for image in document["results"][0]["images"]] == ["a.png", "b.png"]
 
 
-def test_eval_undecodable_image_fails_with_its_name(eval_folder: Path, weights_file: Path) -> None:
+def test_eval_skips_bad_images_and_scores_rest(tmp_path: Path, eval_folder: Path, weights_file: Path) -> None:
     broken = eval_folder / "c.png"
     broken.write_bytes(b"not a png")
+    empty = eval_folder / "d.png"
+    empty.write_bytes(b"")
+    _write_png(eval_folder / "e.png", 12, 12, seed=5)       # 12 px: below 2·2 + 11 after the border cut
+    other = tmp_path / "other"
+    _write_png(other / "z.png", 32, 40, seed=6)
 
-    result = _eval(weights_file, eval_folder, "--threads", 1, "-q")
+    result = _eval(weights_file, eval_folder, other, "--threads", 1, "--baseline", "bicubic", "--json", "-q")
 
     assert result.exit_code == 1, _describe(result)
-    assert f"{broken}: cannot be decoded" in " ".join(result.stderr.split()), _describe(result)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 3, _describe(result)                  # once each, not once per method
+    assert f"{broken}: cannot be decoded" in errors[0], _describe(result)
+    assert f"{empty}: file is empty (0 bytes)" in errors[1], _describe(result)
+    assert f"{eval_folder / 'e.png'}: is 12×12 pixels" in errors[2], _describe(result)
+    document = json.loads(result.stdout)
+    scored = [(r["dataset"], r["method"], [i["name"] for i in r["images"]]) for r in document["results"]]
+    assert scored == [("set", "bicubic", ["a.png", "b.png"]), ("set", weights_file.name, ["a.png", "b.png"]),
+                      ("other", "bicubic", ["z.png"]), ("other", weights_file.name, ["z.png"])], scored
+    assert document["results"][0]["skipped"] == ["c.png", "d.png", "e.png"], document["results"][0]
+    assert document["results"][2]["skipped"] == [], document["results"][2]
+    assert [f["path"] for f in document["failed"]] == [str(broken), str(empty), str(eval_folder / "e.png")]
+
+
+def test_eval_folder_with_only_bad_images(tmp_path: Path, eval_folder: Path, weights_file: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"text, not a jpeg")
+
+    result = _eval(weights_file, bad, eval_folder, "--threads", 1, "-q")
+
+    assert result.exit_code == 1, _describe(result)
+    assert f"{bad / 'x.jpg'}: cannot be decoded" in " ".join(result.stderr.split()), _describe(result)
+    assert "set ×2" in result.stdout, _describe(result)          # the good folder is still scored
+    assert "bad ×2" not in result.stdout, _describe(result)
 
 
 @pytest.mark.parametrize("command", ["upscale", "eval"])

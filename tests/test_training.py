@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -171,6 +172,10 @@ def test_init_from_larger_network_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InitCheckpointError, match="does not fit"):
         _load_init(m11, path, 2)
 
+    m3 = SESR(ModelDescriptor.for_variant("sesr-m3", 2, expansion=8, collapsed=False))
+    with pytest.raises(InitCheckpointError, match="more blocks"):
+        _load_init(m3, path, 2)
+
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(path.read_bytes()[:100])
     for bad in (damaged, tmp_path / "missing.pt"):
@@ -218,3 +223,20 @@ def test_split_holdout_takes_middle_of_each_run() -> None:
     assert len(held) == 15, len(held)            # 291 images: indices 10, 30, ..., 290
     assert len(training) == 276, len(training)
     assert not set(training) & set(held), "an image is both held out and trained on"
+
+
+def test_warmup_ramps_then_follows_cosine(tmp_path: Path) -> None:
+    from models.training import _learning_rate
+
+    fresh = TrainConfig(variant="sesr-m3", scale=2, data=(tmp_path,), run_dir=tmp_path, steps=1000,
+                        learning_rate=1e-3, final_learning_rate=0.0)
+    grown = dataclasses.replace(fresh, init_from=tmp_path / "checkpoint.pt")
+    assert fresh.warmup == 0 and grown.warmup == 500, (fresh.warmup, grown.warmup)
+    assert _learning_rate(fresh, 0) == pytest.approx(1e-3)
+    assert _learning_rate(grown, 0) == pytest.approx(1e-3 / 500)        # first step: 1/500 of the peak
+    cosine_249 = 0.5 * (1 + math.cos(math.pi * 249 / 1000)) * 1e-3
+    assert _learning_rate(grown, 249) == pytest.approx(cosine_249 * 250 / 500)
+    assert _learning_rate(grown, 500) == pytest.approx(_learning_rate(fresh, 500))  # ramp over
+    assert _learning_rate(dataclasses.replace(grown, warmup_steps=0), 0) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="warmup"):
+        dataclasses.replace(fresh, warmup_steps=-1)

@@ -26,7 +26,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from models.data import bicubic_lr, list_images, modcrop, read_rgb
+from models.data import DatasetError, ImageDecodeError, bicubic_lr, list_images, modcrop, read_rgb
 
 from .color import rgb_to_y
 from .imresize import imresize
@@ -204,15 +204,32 @@ def evaluate_image(hr_rgb: np.ndarray, method: SrMethod, scale: int) -> tuple[fl
     return psnr(sr_luma[inner], hr_luma[inner], 255.0), ssim(sr_luma[inner], hr_luma[inner], 255.0)
 
 
-def evaluate_folder(folder: Path | str, method: SrMethod, scale: int) -> FolderScore:
+def evaluate_folder(folder: Path | str, method: SrMethod, scale: int,
+                    on_unreadable: Callable[[ImageDecodeError], None] | None = None) -> FolderScore:
     """Score ``method`` on every image file directly inside ``folder``, sorted by name.
 
-    Raises ``models.data.DatasetError`` when the folder is missing, contains no images or
-    contains a file that cannot be decoded.
+    A file that cannot be decoded or is too small to score raises ``models.data.ImageDecodeError``,
+    or, when ``on_unreadable`` is given, is passed to it and left out of the score. Raises
+    ``models.data.DatasetError`` when the folder is missing, contains no images or no image
+    that can be scored.
     """
     folder = Path(folder)
     scores = []
     for path in list_images([folder]):
-        value_psnr, value_ssim = evaluate_image(read_rgb(path), method, scale)
+        try:
+            image = read_rgb(path)
+            height, width = modcrop(image, scale).shape[:2]
+            if min(height, width) < 2 * scale + SSIM_WINDOW:
+                raise ImageDecodeError(path, f"is {width}×{height} pixels after cropping to a multiple of "
+                                             f"{scale}, too small to score (needs {2 * scale + SSIM_WINDOW} "
+                                             f"on each side)")
+        except ImageDecodeError as error:
+            if on_unreadable is None:
+                raise
+            on_unreadable(error)
+            continue
+        value_psnr, value_ssim = evaluate_image(image, method, scale)
         scores.append(ImageScore(path.name, value_psnr, value_ssim))
+    if not scores:
+        raise DatasetError(f"{folder}: none of its images can be scored")
     return FolderScore(folder, scale, tuple(scores))
