@@ -400,9 +400,9 @@ def train(
     batch: Annotated[int, typer.Option(help="Patches per step.")] = 32,
     patch: Annotated[int, typer.Option(help="LR patch side in pixels.")] = 64,
     learning_rate: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate (cosine decay).")] = 5e-4,
-    expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p during training (default 256); the collapsed network is the same for any p.")] = None,
+    expansion: Annotated[Optional[int], typer.Option(help="Linear-block width p during training (default 256). The collapsed network's size and cost do not depend on p. With --init-from, at least the source run's p.")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Steps of linear learning-rate warm-up; default 500 with --init-from, else 0.")] = None,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale. A smaller network (fewer blocks or channels) is embedded so it computes the same output, for example sesr-m7 to start sesr-m11.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="checkpoint.pt of another run to start from: all but the last block from another scale, the whole network from the same scale. A smaller network (fewer blocks or channels, no wider p) is embedded so that it computes the same output, for example sesr-m7 to start sesr-m11; a larger one is rejected. Ignored when --run-dir already has a checkpoint, which resumes.")] = None,
     validate_every: Annotated[int, typer.Option(help="Steps between validation PSNR measurements.")] = 500,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation and patches.")] = 0,
@@ -429,14 +429,18 @@ def train(
         raise _usage_error(str(error))
 
     from models.data import DatasetError
-    from models.training import InitCheckpointError
+    from models.training import InitCheckpointError, RunDirError
     try:
         result = run_training(config)
-    except (DatasetError, InitCheckpointError) as error:
+    except (DatasetError, InitCheckpointError, RunDirError) as error:
         raise _usage_error(str(error))
     except KeyboardInterrupt:
-        stderr.print(f"interrupted; rerun the same command to resume from {run_dir / 'checkpoint.pt'}",
-                     markup=False, highlight=False)
+        checkpoint = run_dir / "checkpoint.pt"
+        if checkpoint.exists():
+            message = f"interrupted; rerun the same command to resume from {checkpoint}"
+        else:
+            message = "interrupted before the first checkpoint; rerunning the same command starts the run again"
+        stderr.print(message, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     stdout.print(f"wrote {result.weights_path} (validation PSNR {result.validation_psnr:.3f} dB "
                  f"after {result.steps} steps)")

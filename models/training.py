@@ -23,14 +23,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import HOLDOUT_EVERY, ImagePair, PatchSampler, list_images, make_pair, split_holdout
+from .data import HOLDOUT_EVERY, DatasetError, ImagePair, PatchSampler, list_images, make_pair, split_holdout
 from .descriptor import ModelDescriptor
 from .network import SESR, collapse
 from .weights import CollapsedWeights, save_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "InitCheckpointError", "train", "psnr_y"]
+__all__ = ["TrainConfig", "TrainResult", "InitCheckpointError", "RunDirError", "train", "psnr_y"]
+
+
+class RunDirError(ValueError):
+    """The run folder's own checkpoint cannot be read or belongs to a run with other settings."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {reason}")
 
 
 class InitCheckpointError(ValueError):
@@ -208,7 +216,7 @@ def _load_init(model: SESR, path: Path, scale: int) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         state, source_scale = checkpoint["model"], int(checkpoint["config"]["scale"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as error:
         raise InitCheckpointError(path, f"not a readable training checkpoint ({error}); "
                                   "pass the checkpoint.pt of an earlier `sesr train` run") from error
     own = model.state_dict()
@@ -238,6 +246,39 @@ def _load_init(model: SESR, path: Path, scale: int) -> None:
     logger.info("initialised %d of %d tensors from %s (×%d)", len(loaded), len(own), path, source_scale)
 
 
+def _load_run_state(path: Path, model: SESR, optimizer: torch.optim.Optimizer, config: TrainConfig) -> dict:
+    """Load a run's own checkpoint into ``model`` and ``optimizer`` and return it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = state["config"]
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise RunDirError(path, f"not a readable training checkpoint ({error}); delete it to start "
+                                f"the run again, or use a new --run-dir") from error
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise RunDirError(path, f"checkpoint of a {saved.get('variant')} ×{saved.get('scale')} run whose "
+                                f"tensors do not fit --model {config.variant} --scale {config.scale} "
+                                f"--expansion {model.descriptor.expansion}; use a new --run-dir, or that "
+                                f"run's own options to resume it") from error
+    return state
+
+
+def _trim_log(log_path: Path, step: int) -> None:
+    """Drop log records after ``step`` (all of them at step 0): a resumed run writes them again."""
+    if not log_path.exists():
+        return
+    if step == 0:
+        log_path.unlink()
+        return
+    kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    temporary = log_path.with_name(log_path.name + ".partial")
+    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(temporary, log_path)
+
+
 def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
     """Train (or resume) one run and write its collapsed weights.
 
@@ -247,34 +288,40 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / "checkpoint.pt"
     log_path = run_dir / "log.jsonl"
 
-    # Data: hold out a fixed part of the training images for validation.
-    files = list_images(list(config.data))
-    train_files, held_files = split_holdout(files, config.holdout_every)
-    logger.info("loading %d training and %d validation images", len(train_files), len(held_files))
-    train_pairs = [make_pair(f, config.scale) for f in train_files]
-    held_pairs = [make_pair(f, config.scale) for f in held_files]
-    sampler = PatchSampler(train_pairs, config.scale, config.patch, config.seed)
-
-    # Model and optimizer, restored from the checkpoint when one exists.
+    # Model and optimizer, restored from the run's checkpoint when one exists. A mismatched run
+    # folder or --init-from checkpoint fails here, before the images load.
     descriptor = ModelDescriptor.for_variant(config.variant, config.scale,
                                              expansion=config.expansion, collapsed=False)
     model = SESR(descriptor).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, state = 0, 0.0, [], None
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        state = _load_run_state(checkpoint_path, model, optimizer, config)
         step, elapsed, history = state["step"], state["elapsed_s"], state["validation"]
         logger.info("resuming %s at step %d", run_dir, step)
+        if config.init_from is not None:
+            logger.warning("%s resumes its own checkpoint; --init-from %s is ignored", run_dir, config.init_from)
     elif config.init_from is not None:
         _load_init(model, Path(config.init_from), config.scale)
+
+    # Data: hold out a fixed part of the training images for validation.
+    files = list_images(list(config.data))
+    train_files, held_files = split_holdout(files, config.holdout_every)
+    if not held_files:
+        raise DatasetError(f"{len(files)} training images are too few: every {config.holdout_every}th image "
+                           f"is held out for validation, so at least {config.holdout_every // 2 + 1} are needed")
+    logger.info("loading %d training and %d validation images", len(train_files), len(held_files))
+    train_pairs = [make_pair(f, config.scale) for f in train_files]
+    held_pairs = [make_pair(f, config.scale) for f in held_files]
+    sampler = PatchSampler(train_pairs, config.scale, config.patch, config.seed)
+    if state is not None:
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _trim_log(log_path, step)
 
     def checkpoint() -> None:
         _save_checkpoint(checkpoint_path, {

@@ -78,7 +78,7 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     result = train(_config(tmp_path, folder, steps=30))
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     steps_logged = [r["step"] for r in records if "validation_psnr" in r]
-    assert steps_logged == [10, 20, 20, 30], f"validation steps {steps_logged}"
+    assert steps_logged == [10, 20, 30], f"validation steps {steps_logged}"  # step 20 once: trimmed on resume
     assert result.steps == 30, f"{result.steps} steps"
     saved_step = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
     assert saved_step == 30, f"final checkpoint at step {saved_step}"
@@ -178,7 +178,9 @@ def test_init_from_larger_network_is_refused(tmp_path: Path) -> None:
 
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(path.read_bytes()[:100])
-    for bad in (damaged, tmp_path / "missing.pt"):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for bad in (damaged, empty, tmp_path / "missing.pt"):
         with pytest.raises(InitCheckpointError, match="not a readable training checkpoint"):
             _load_init(m11, bad, 2)
 
@@ -240,3 +242,65 @@ def test_warmup_ramps_then_follows_cosine(tmp_path: Path) -> None:
     assert _learning_rate(dataclasses.replace(grown, warmup_steps=0), 0) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="warmup"):
         dataclasses.replace(fresh, warmup_steps=-1)
+
+
+def _cli_train(folder: Path, run: Path, *args: str):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    return CliRunner().invoke(app, ["train", str(folder), "--run-dir", str(run), "--steps", "10",
+                                    "--batch", "2", "--patch", "8", "--expansion", "8", "--threads", "1",
+                                    "--validate-every", "10", *args])
+
+
+def test_cli_train_run_dir_of_other_model_exits_2(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, count=12)
+    run = tmp_path / "run"
+    first = _cli_train(folder, run, "--model", "sesr-m3", "-q")
+    assert first.exit_code == 0, first.stderr
+    before = (run / "checkpoint.pt").read_bytes()
+
+    for options in (["--model", "sesr-m5"], ["--model", "sesr-m3", "--scale", "4"]):
+        result = _cli_train(folder, run, *options, "-q")
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2, (options, result.stderr)
+        assert len(lines) == 1 and "sesr-m3 ×2 run" in lines[0] and "--run-dir" in lines[0], result.stderr
+    assert (run / "checkpoint.pt").read_bytes() == before, "a rejected run changed the checkpoint"
+
+
+def test_cli_train_too_few_images_exits_2(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, count=8)                # the first held-out image is the 11th
+
+    result = _cli_train(folder, tmp_path / "run", "-q")
+
+    assert result.exit_code == 2, result.stderr
+    assert "8 training images are too few" in result.stderr and "at least 11" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists(), "a failed start left a run folder"
+
+
+def test_resume_ignores_init_from_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _image_folder(tmp_path)
+    train(_config(tmp_path, folder, steps=10))
+    other = dataclasses.replace(_config(tmp_path, folder, steps=10), run_dir=tmp_path / "other")
+    train(other)
+
+    resumed = dataclasses.replace(_config(tmp_path, folder, steps=20), init_from=tmp_path / "other" / "checkpoint.pt")
+    with caplog.at_level("WARNING", logger="models.training"):
+        train(resumed)
+    assert any("is ignored" in record.getMessage() for record in caplog.records), caplog.text
+
+
+def test_cli_train_interrupt_before_checkpoint_says_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.training
+
+    def interrupted(config, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models.training, "train", interrupted)
+    folder = _image_folder(tmp_path, count=12)
+
+    result = _cli_train(folder, tmp_path / "run", "-q")
+
+    assert result.exit_code == 130, (result.exit_code, result.stderr)
+    assert "before the first checkpoint" in result.stderr and "starts the run again" in result.stderr, result.stderr
