@@ -66,8 +66,8 @@ def list_images(folders: list[Path]) -> list[Path]:
 def split_holdout(files: list[Path], every: int = HOLDOUT_EVERY) -> tuple[list[Path], list[Path]]:
     """Split ``files`` into (training, held out): the middle image of every run of ``every``.
 
-    Training and int8 calibration both choose with this rule, so neither ever sees the other's
-    held-out images.
+    Training validates on the held-out images and int8 calibration chooses its ranges on them,
+    so both judge on images that the network was not trained on.
     """
     held = [f for i, f in enumerate(files) if i % every == every // 2]
     training = [f for i, f in enumerate(files) if i % every != every // 2]
