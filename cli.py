@@ -254,6 +254,8 @@ def list_models(
 
     MACs/px are weight multiply-accumulates per input pixel, GMACs 1080p for one 1920×1080 input
     frame. Set5 dB is the benchmark PSNR on luma, val. dB the PSNR on the held-out training images.
+    steps counts the last training run only; a run started with --init-from continues from another
+    network (see models/weights/TRAINING.md).
     """
     import json
 
