@@ -332,6 +332,9 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         })
 
     # Training loop.
+    if config.warmup >= config.steps:
+        logger.warning("--warmup %d is not shorter than --steps %d, so the learning rate never reaches "
+                       "its schedule; lower --warmup or raise --steps", config.warmup, config.steps)
     model.train()
     running, count, started = 0.0, 0, time.monotonic() - elapsed
     with log_path.open("a", encoding="utf-8") as log:
@@ -382,7 +385,7 @@ def train(config: TrainConfig, progress: Callable[[int, int, dict], None] | None
         "lr_patch": config.patch,
         "expansion": descriptor.expansion,
         "optimizer": f"Adam, cosine learning rate {config.learning_rate:g} -> {config.final_learning_rate:g}"
-                     + (f" after a {config.warmup}-step linear warm-up" if config.warmup else ""),
+                     + (f", the first {config.warmup} steps scaled by a linear ramp from 0" if config.warmup else ""),
         "loss": "L1 on BT.601 luma / 255",
         "lr_images": "MATLAB-style antialiased bicubic, RGB rounded to uint8",
         "init_from": str(config.init_from) if config.init_from else None,

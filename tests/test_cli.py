@@ -620,7 +620,7 @@ def test_eval_skips_bad_images_and_scores_rest(tmp_path: Path, eval_folder: Path
     assert len(errors) == 3, _describe(result)                  # once each, not once per method
     assert f"{broken}: cannot be decoded" in errors[0], _describe(result)
     assert f"{empty}: file is empty (0 bytes)" in errors[1], _describe(result)
-    assert f"{eval_folder / 'e.png'}: is 12×12 pixels" in errors[2], _describe(result)
+    assert f"{eval_folder / 'e.png'}: is 12×12 pixels, too small to score at ×2 (needs at least 16" in errors[2], _describe(result)
     document = json.loads(result.stdout)
     scored = [(r["dataset"], r["method"], [i["name"] for i in r["images"]]) for r in document["results"]]
     assert scored == [("set", "bicubic", ["a.png", "b.png"]), ("set", weights_file.name, ["a.png", "b.png"]),

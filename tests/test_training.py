@@ -289,6 +289,8 @@ def test_resume_ignores_init_from_with_warning(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level("WARNING", logger="models.training"):
         train(resumed)
     assert any("is ignored" in record.getMessage() for record in caplog.records), caplog.text
+    # 500 warm-up steps (the --init-from default) in a 20-step run: the ramp never ends.
+    assert any("never reaches" in record.getMessage() for record in caplog.records), caplog.text
 
 
 def test_cli_train_interrupt_before_checkpoint_says_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,9 +220,10 @@ def evaluate_folder(folder: Path | str, method: SrMethod, scale: int,
             image = read_rgb(path)
             height, width = modcrop(image, scale).shape[:2]
             if min(height, width) < 2 * scale + SSIM_WINDOW:
-                raise ImageDecodeError(path, f"is {width}×{height} pixels after cropping to a multiple of "
-                                             f"{scale}, too small to score (needs {2 * scale + SSIM_WINDOW} "
-                                             f"on each side)")
+                # The smallest multiple of the scale that leaves an SSIM window after the border cut.
+                needed = -(-(2 * scale + SSIM_WINDOW) // scale) * scale
+                raise ImageDecodeError(path, f"is {image.shape[1]}×{image.shape[0]} pixels, too small to "
+                                             f"score at ×{scale} (needs at least {needed} on each side)")
         except ImageDecodeError as error:
             if on_unreadable is None:
                 raise
