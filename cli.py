@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.markup import escape
 
 from upscale.backends import Backend, Precision
 from upscale.io import IMAGE_SUFFIXES, ImageFormat
+
+if TYPE_CHECKING:
+    from upscale import Upscaler
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Upscale images with SESR networks and estimate their cost on NPUs.")
@@ -92,6 +95,29 @@ def _setup_logging(quiet: bool, verbose: bool = False, quiet_level: int = loggin
 def _usage_error(message: str) -> typer.Exit:
     stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
+
+
+def _open_upscaler(model: str, scale: Optional[int], *, weights: Optional[Path], backend: Backend,
+                   precision: Optional[Precision], threads: Optional[int], quiet: bool) -> Upscaler:
+    """Build the Upscaler of ``sesr upscale`` and ``sesr video`` and print its status line.
+
+    ``scale`` None takes the scale of ``weights``, or 2 for shipped weights.
+    """
+    from models import MissingWeightsError, WeightsFileError
+    from upscale import BackendError, Upscaler
+    from upscale.int8 import CalibrationFileError
+
+    try:
+        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
+                            precision=precision)
+    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError, ValueError) as error:
+        raise _usage_error(str(error))
+    if weights is not None and scale is not None and upscaler.scale != scale:
+        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
+                           f"pass --scale {upscaler.scale} or leave --scale out")
+    if not quiet:
+        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
+    return upscaler
 
 
 def _parse_format(text: str) -> ImageFormat:
@@ -176,9 +202,8 @@ def upscale(
 ) -> None:
     """Upscale images ×2 or ×4 with an SESR network."""
     _setup_logging(quiet)
-    from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
-    from upscale import BackendError, ExistingPolicy, Upscaler, plan_jobs, run_jobs
-    from upscale.int8 import CalibrationFileError
+    from models import UnknownModelError, variant_spec
+    from upscale import ExistingPolicy, plan_jobs, run_jobs
 
     # Validate options before touching any file.
     if overwrite and skip_existing:
@@ -207,16 +232,8 @@ def upscale(
         raise _usage_error(f"output {output} looks like a file name, but the input is a folder, a "
                            f"pattern or several files; give an output folder")
 
-    try:
-        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
-                            precision=precision)
-    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError, ValueError) as error:
-        raise _usage_error(str(error))
-    if weights is not None and scale is not None and upscaler.scale != scale:
-        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
-                           f"pass --scale {upscaler.scale} or leave --scale out")
-    if not quiet:
-        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
+    upscaler = _open_upscaler(model, scale, weights=weights, backend=backend, precision=precision,
+                              threads=threads, quiet=quiet)
 
     policy = (ExistingPolicy.OVERWRITE if overwrite else
               ExistingPolicy.SKIP if skip_existing else ExistingPolicy.FAIL)
@@ -642,9 +659,7 @@ def video(
     _setup_logging(quiet)
     # SVT-AV1 prints its settings for every segment unless SVT_LOG limits it to errors (level 1).
     os.environ.setdefault("SVT_LOG", "1")
-    from models import MissingWeightsError, UnknownModelError, WeightsFileError, variant_spec
-    from upscale import BackendError, Upscaler
-    from upscale.int8 import CalibrationFileError
+    from models import UnknownModelError, variant_spec
     try:
         from upscale.video import (ExistingPolicy, VideoError, VideoSettings, VideoSettingsError,
                                    check_encoder_settings, encoder_name, plan_video_jobs, upscale_video)
@@ -683,16 +698,8 @@ def video(
     if not plan.jobs and not plan.failed and not plan.skipped_existing:
         raise _usage_error("no video files found in the inputs")
 
-    try:
-        upscaler = Upscaler(model, scale or 2, backend=backend, weights=weights, threads=threads,
-                            precision=precision)
-    except (MissingWeightsError, WeightsFileError, CalibrationFileError, BackendError, ValueError) as error:
-        raise _usage_error(str(error))
-    if weights is not None and scale is not None and upscaler.scale != scale:
-        raise _usage_error(f"{weights} is a ×{upscaler.scale} model but --scale is {scale}; "
-                           f"pass --scale {upscaler.scale} or leave --scale out")
-    if not quiet:
-        stderr.print(upscaler.describe(), highlight=False, soft_wrap=True)
+    upscaler = _open_upscaler(model, scale, weights=weights, backend=backend, precision=precision,
+                              threads=threads, quiet=quiet)
     if len(plan.jobs) > 1 or any(path.is_dir() for path in inputs):
         output.mkdir(parents=True, exist_ok=True)
 

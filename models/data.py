@@ -7,6 +7,7 @@ images are converted to BT.601 luma / 255. Patches are then cut at matching posi
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,9 @@ def split_holdout(files: list[Path], every: int = HOLDOUT_EVERY) -> tuple[list[P
     Training validates on the held-out images and int8 calibration chooses its ranges on them,
     so both judge on images that the network was not trained on.
     """
-    held = [f for i, f in enumerate(files) if i % every == every // 2]
+    held_out = [f for i, f in enumerate(files) if i % every == every // 2]
     training = [f for i, f in enumerate(files) if i % every != every // 2]
-    return training, held
+    return training, held_out
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -81,21 +82,23 @@ def read_rgb(path: Path) -> np.ndarray:
     Gray images are replicated to three channels, alpha is dropped and 16-bit samples are rounded
     to 8 bits.
     """
-    # OpenCV returns a half-grey picture for a truncated JPEG, so Pillow decodes every byte first.
     try:
-        if Path(path).stat().st_size == 0:
-            raise ImageDecodeError(path, "file is empty (0 bytes)")
+        data = Path(path).read_bytes()
     except OSError as error:
         raise ImageDecodeError(path, f"cannot be read ({error.strerror})") from None
+    if not data:
+        raise ImageDecodeError(path, "file is empty (0 bytes)")
+
+    # OpenCV returns a half-grey picture for a truncated JPEG, so Pillow decodes every byte first.
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             opened.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise ImageDecodeError(path) from None
 
     # IMREAD_UNCHANGED, as `sesr upscale` reads: IMREAD_COLOR fails on a TIFF with orientation 6,
     # which libtiff has already turned.
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(path)
     if image.dtype == np.uint16:

@@ -382,14 +382,17 @@ def test_read_rgb_layouts(tmp_path: Path) -> None:
         expected = np.asarray(opened.convert("RGB"))
     got = read_rgb(tmp_path / "turned.tif")
     assert cv2.imread(str(tmp_path / "turned.tif"), cv2.IMREAD_COLOR) is None, "case no longer needs handling"
-    assert got.shape == (10, 12, 3) and np.array_equal(got, expected), "TIFF pixels differ from Pillow's"
+    assert got.shape == (10, 12, 3), got.shape
+    assert np.array_equal(got, expected), "TIFF pixels differ from Pillow's"
 
     # 16-bit gray PNG: rounded to 8 bits (v / 257) and replicated; RGBA: alpha dropped.
     gray16 = np.array([[0, 128, 129, 65535], [257, 384, 385, 32896]], dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "gray16.png"), gray16)
     expected = np.array([[0, 0, 1, 255], [1, 1, 1, 128]], dtype=np.uint8)
     got = read_rgb(tmp_path / "gray16.png")
-    assert got.shape == (2, 4, 3) and np.array_equal(got[..., 0], expected) and np.array_equal(got[..., 2], expected), got[..., 0]
+    assert got.shape == (2, 4, 3), got.shape
+    assert np.array_equal(got[..., 0], expected), got[..., 0]
+    assert np.array_equal(got[..., 2], expected), got[..., 2]
     bgra = np.dstack([rgb[..., ::-1], np.full((12, 10), 7, np.uint8)])
     cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
     assert np.array_equal(read_rgb(tmp_path / "rgba.png"), rgb), "RGBA PNG did not come back as its RGB"

@@ -386,11 +386,16 @@ def test_cli_openvino_fp32_matches_onnxruntime(tmp_path: Path) -> None:
     assert difference.max() <= 1, f"max {difference.max()} LSB"
 
 
-def test_cli_int8_without_calibration_notice(tmp_path: Path, weights_file: Path) -> None:
+def _upscale_photo_int8(tmp_path: Path, weights_file: Path):
+    """Run ``sesr upscale --precision int8`` with ``weights_file`` on a photo-like PNG."""
     source = tmp_path / "photo.png"
     _write_photo(source)
-    result = _cli("upscale", source, "-o", tmp_path / "out.png", "--weights", weights_file,
-                  "--backend", "onnxruntime", "--precision", "int8")
+    return _cli("upscale", source, "-o", tmp_path / "out.png", "--weights", weights_file,
+                "--backend", "onnxruntime", "--precision", "int8")
+
+
+def test_cli_int8_without_calibration_notice(tmp_path: Path, weights_file: Path) -> None:
+    result = _upscale_photo_int8(tmp_path, weights_file)
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert f"no int8 calibration {calibration_path(weights_file)} beside the weights; make one with: " \
@@ -401,10 +406,7 @@ def test_cli_int8_without_calibration_notice(tmp_path: Path, weights_file: Path)
 def test_cli_int8_calibration_of_other_weights_named(tmp_path: Path, weights_file: Path) -> None:
     # A calibration file copied from other weights sits beside these weights.
     shutil.copy(WEIGHTS_DIR / "sesr-m3-x2.int8.json", calibration_path(weights_file))
-    source = tmp_path / "photo.png"
-    _write_photo(source)
-    result = _cli("upscale", source, "-o", tmp_path / "out.png", "--weights", weights_file,
-                  "--backend", "onnxruntime", "--precision", "int8")
+    result = _upscale_photo_int8(tmp_path, weights_file)
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert f"{calibration_path(weights_file)} was made for other weights" in output, output

@@ -126,7 +126,7 @@ def test_init_from_same_and_other_scale(tmp_path: Path) -> None:
     (("sesr-m3", 8), ("sesr-m5", 12)),      # more blocks and a wider expansion
     (("sesr-m11", 8), ("sesr-xl", 8)),      # 16 → 32 channels
 ])
-def test_init_from_smaller_network_keeps_its_output(tmp_path: Path, source: tuple, target: tuple) -> None:
+def test_grown_network_keeps_output(tmp_path: Path, source: tuple, target: tuple) -> None:
     import torch
 
     from models import ModelDescriptor
@@ -158,7 +158,7 @@ def test_init_from_smaller_network_keeps_its_output(tmp_path: Path, source: tupl
         assert tail_new.abs().sum() > 0, "last block gets no gradient from the added channels"
 
 
-def test_init_from_larger_network_is_refused(tmp_path: Path) -> None:
+def test_init_from_larger_network_rejected(tmp_path: Path) -> None:
     import torch
 
     from models import ModelDescriptor
@@ -200,7 +200,7 @@ def test_median_speed_ignores_pauses_and_restarts(tmp_path: Path) -> None:
     assert median_steps_per_second(log) == 5.0
 
 
-def test_cli_train_with_unreadable_init_exits_2(tmp_path: Path) -> None:
+def test_train_unreadable_init_exits_2(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from cli import app
@@ -212,19 +212,21 @@ def test_cli_train_with_unreadable_init_exits_2(tmp_path: Path) -> None:
                                       "--patch", "8", "--expansion", "8", "--init-from", str(missing), "-q"])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert len(lines) == 1 and "missing.pt" in lines[0] and "checkpoint.pt" in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "missing.pt" in lines[0], result.stderr
+    assert "checkpoint.pt" in lines[0], result.stderr
     assert not list((tmp_path / "run").glob("*.safetensors")), "weights written after a failed start"
 
 
-def test_split_holdout_takes_middle_of_each_run() -> None:
+def test_split_holdout_middle_of_runs() -> None:
     from models.data import split_holdout
 
     files = [Path(f"{i:03d}.png") for i in range(291)]
-    training, held = split_holdout(files)
-    assert [f.name for f in held][:3] == ["010.png", "030.png", "050.png"], held[:3]
-    assert len(held) == 15, len(held)            # 291 images: indices 10, 30, ..., 290
+    training, held_out = split_holdout(files)
+    assert [f.name for f in held_out][:3] == ["010.png", "030.png", "050.png"], held_out[:3]
+    assert len(held_out) == 15, len(held_out)            # 291 images: indices 10, 30, ..., 290
     assert len(training) == 276, len(training)
-    assert not set(training) & set(held), "an image is both held out and trained on"
+    assert not set(training) & set(held_out), "an image is both held out and trained on"
 
 
 def test_warmup_ramps_then_follows_cosine(tmp_path: Path) -> None:
@@ -233,7 +235,8 @@ def test_warmup_ramps_then_follows_cosine(tmp_path: Path) -> None:
     fresh = TrainConfig(variant="sesr-m3", scale=2, data=(tmp_path,), run_dir=tmp_path, steps=1000,
                         learning_rate=1e-3, final_learning_rate=0.0)
     grown = dataclasses.replace(fresh, init_from=tmp_path / "checkpoint.pt")
-    assert fresh.warmup == 0 and grown.warmup == 500, (fresh.warmup, grown.warmup)
+    assert fresh.warmup == 0, fresh.warmup
+    assert grown.warmup == 500, grown.warmup
     assert _learning_rate(fresh, 0) == pytest.approx(1e-3)
     assert _learning_rate(grown, 0) == pytest.approx(1e-3 / 500)        # first step: 1/500 of the peak
     cosine_249 = 0.5 * (1 + math.cos(math.pi * 249 / 1000)) * 1e-3
@@ -254,7 +257,7 @@ def _cli_train(folder: Path, run: Path, *args: str):
                                     "--validate-every", "10", *args])
 
 
-def test_cli_train_run_dir_of_other_model_exits_2(tmp_path: Path) -> None:
+def test_train_reused_run_dir_exits_2(tmp_path: Path) -> None:
     folder = _image_folder(tmp_path, count=12)
     run = tmp_path / "run"
     first = _cli_train(folder, run, "--model", "sesr-m3", "-q")
@@ -265,17 +268,20 @@ def test_cli_train_run_dir_of_other_model_exits_2(tmp_path: Path) -> None:
         result = _cli_train(folder, run, *options, "-q")
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 2, (options, result.stderr)
-        assert len(lines) == 1 and "sesr-m3 ×2 run" in lines[0] and "--run-dir" in lines[0], result.stderr
+        assert len(lines) == 1, result.stderr
+        assert "sesr-m3 ×2 run" in lines[0], result.stderr
+        assert "--run-dir" in lines[0], result.stderr
     assert (run / "checkpoint.pt").read_bytes() == before, "a rejected run changed the checkpoint"
 
 
-def test_cli_train_too_few_images_exits_2(tmp_path: Path) -> None:
+def test_train_too_few_images_exits_2(tmp_path: Path) -> None:
     folder = _image_folder(tmp_path, count=8)                # the first held-out image is the 11th
 
     result = _cli_train(folder, tmp_path / "run", "-q")
 
     assert result.exit_code == 2, result.stderr
-    assert "8 training images are too few" in result.stderr and "at least 11" in result.stderr, result.stderr
+    assert "8 training images are too few" in result.stderr, result.stderr
+    assert "at least 11" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists(), "a failed start left a run folder"
 
 
@@ -293,7 +299,7 @@ def test_resume_ignores_init_from_with_warning(tmp_path: Path, caplog: pytest.Lo
     assert any("never reaches" in record.getMessage() for record in caplog.records), caplog.text
 
 
-def test_cli_train_interrupt_before_checkpoint_says_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_early_interrupt_says_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import models.training
 
     def interrupted(config, progress=None):
@@ -305,4 +311,5 @@ def test_cli_train_interrupt_before_checkpoint_says_restart(tmp_path: Path, monk
     result = _cli_train(folder, tmp_path / "run", "-q")
 
     assert result.exit_code == 130, (result.exit_code, result.stderr)
-    assert "before the first checkpoint" in result.stderr and "starts the run again" in result.stderr, result.stderr
+    assert "before the first checkpoint" in result.stderr, result.stderr
+    assert "starts the run again" in result.stderr, result.stderr
